@@ -1,0 +1,1 @@
+//! Domain types of the eSIM suite: ICCID, EID, activation code, country, money.

@@ -1,0 +1,250 @@
+//! Database connection and migrations, for SQLite (embedded, the local default) and PostgreSQL
+//! (production). Services own their tables; this module only connects and migrates.
+
+use std::{path::Path, time::Duration};
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DbErr,
+    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::config::redact_url;
+
+/// Caps the SQLite write-ahead log after checkpoints, so a long-lived process cannot grow it
+/// without bound (64 MiB).
+const SQLITE_JOURNAL_SIZE_LIMIT: &str = "67108864";
+
+/// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`).
+///
+/// SQLite gets WAL mode with `synchronous=NORMAL` (durable at checkpoints, fast commits), a busy
+/// timeout so concurrent writers wait instead of failing, a journal size limit, and foreign
+/// keys; the directory of the file is created if missing.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        create_sqlite_parent_dir(url)?;
+        // SQLite serialises writers anyway; a small pool lets readers run beside one writer.
+        options
+            .max_connections(4)
+            .map_sqlx_sqlite_opts(|opts: SqliteConnectOptions| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(5))
+                    .foreign_keys(true)
+                    .pragma("journal_size_limit", SQLITE_JOURNAL_SIZE_LIMIT)
+            });
+    } else {
+        options.max_connections(8);
+    }
+    let db = Database::connect(options).await?;
+    tracing::info!(database = %redact_url(url), backend = ?db.get_database_backend(), "database connected");
+    Ok(db)
+}
+
+/// Connects and, when `migrate` is set, applies the pending migrations of `M`.
+pub async fn connect_and_migrate<M: MigratorTrait>(
+    url: &str,
+    migrate: bool,
+) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(url).await?;
+    if migrate {
+        M::up(&db, None).await?;
+        tracing::info!(applied = M::migrations().len(), "migrations up to date");
+    }
+    Ok(db)
+}
+
+/// Folds the SQLite write-ahead log back into the database file and truncates it. Long-running
+/// services call this periodically: a reader that never lets go of its snapshot otherwise lets
+/// the WAL grow without bound. A no-op on PostgreSQL.
+pub async fn checkpoint(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() == DatabaseBackend::Sqlite {
+        db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+    }
+    Ok(())
+}
+
+fn create_sqlite_parent_dir(url: &str) -> Result<(), DbErr> {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    match Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .map_err(|err| DbErr::Custom(format!("cannot create directory {}: {err}", dir.display()))),
+        _ => Ok(()),
+    }
+}
+
+/// Test support: fresh, empty databases, so tests never share state, on every engine the run is
+/// configured for: always SQLite, and PostgreSQL too when `DATABASE_URL` points at a server
+/// (`postgres://user@host:port/db`; a new database `esim_test_<uuid>` is created there). A
+/// database test loops over [`testing::fresh_databases`], so one `cargo test` covers both.
+pub mod testing {
+    use sea_orm::{ConnectionTrait, DbErr};
+
+    /// A database for one test. Holds the SQLite temp dir alive as long as it lives.
+    #[derive(Debug)]
+    pub struct TestDatabase {
+        /// The URL to connect to.
+        pub url: String,
+        _dir: Option<tempfile::TempDir>,
+    }
+
+    /// The PostgreSQL server tests also run against, if `DATABASE_URL` names one.
+    pub fn postgres_url() -> Option<String> {
+        std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    }
+
+    /// One fresh database per configured engine: SQLite, then PostgreSQL if configured.
+    pub async fn fresh_databases() -> Result<Vec<TestDatabase>, DbErr> {
+        let mut databases = vec![fresh_sqlite()?];
+        if let Some(admin_url) = postgres_url() {
+            databases.push(fresh_postgres(&admin_url).await?);
+        }
+        Ok(databases)
+    }
+
+    /// A fresh SQLite database file in a temporary directory.
+    pub fn fresh_sqlite() -> Result<TestDatabase, DbErr> {
+        let dir = tempfile::tempdir().map_err(|err| DbErr::Custom(err.to_string()))?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display());
+        Ok(TestDatabase { url, _dir: Some(dir) })
+    }
+
+    /// A fresh database on the PostgreSQL server at `admin_url`.
+    pub async fn fresh_postgres(admin_url: &str) -> Result<TestDatabase, DbErr> {
+        let name = format!("esim_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(admin_url).await?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        admin.close().await?;
+        Ok(TestDatabase {
+            url: replace_database(admin_url, &name),
+            _dir: None,
+        })
+    }
+
+    fn replace_database(url: &str, name: &str) -> String {
+        let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[scheme_end..].find('/') {
+            Some(slash) => &base[..scheme_end + slash],
+            None => base,
+        };
+        match query {
+            Some(query) => format!("{base}/{name}?{query}"),
+            None => format!("{base}/{name}"),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn replaces_the_database_name() {
+            assert_eq!(
+                super::replace_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+                "postgres://postgres@127.0.0.1:5432/x"
+            );
+            assert_eq!(super::replace_database("postgres://h", "x"), "postgres://h/x");
+            assert_eq!(
+                super::replace_database("postgres://h/d?sslmode=disable", "x"),
+                "postgres://h/x?sslmode=disable"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm_migration::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Migrator;
+
+    impl MigratorTrait for Migrator {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            vec![Box::new(CreateWidgets)]
+        }
+    }
+
+    #[derive(Debug, DeriveMigrationName)]
+    struct CreateWidgets;
+
+    #[async_trait::async_trait]
+    impl MigrationTrait for CreateWidgets {
+        async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .create_table(
+                    Table::create()
+                        .table("widgets")
+                        .col(ColumnDef::new("id").big_integer().not_null().primary_key())
+                        .to_owned(),
+                )
+                .await
+        }
+
+        async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+            manager
+                .drop_table(Table::drop().table("widgets").to_owned())
+                .await
+        }
+    }
+
+    #[tokio::test]
+    async fn migrations_apply_once_and_are_idempotent() {
+        for database in testing::fresh_databases().await.unwrap() {
+            migrate_twice(&database.url).await;
+        }
+    }
+
+    async fn migrate_twice(url: &str) {
+        let db = connect_and_migrate::<Migrator>(url, true).await.unwrap();
+        db.execute_unprepared("INSERT INTO widgets (id) VALUES (1)")
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+
+        // A restart runs the migrator again: nothing is re-applied, the data stays.
+        let db = connect_and_migrate::<Migrator>(url, true).await.unwrap();
+        let backend = db.get_database_backend();
+        let rows = db
+            .query_all_raw(Statement::from_string(backend, "SELECT id FROM widgets"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(Migrator::get_applied_migrations(&db).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn sqlite_runs_in_wal_mode() {
+        let database = testing::fresh_sqlite().unwrap();
+        let db = connect(&database.url).await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "PRAGMA journal_mode",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "wal");
+        checkpoint(&db).await.unwrap();
+    }
+}

@@ -1,0 +1,17 @@
+//! The runtime every eSIM suite service shares, so no service repeats bootstrap code:
+//! configuration from the environment ([`config`]), logging ([`telemetry`]), database connect
+//! and migrations ([`db`]), the gRPC server with health, reflection, request ids and graceful
+//! shutdown ([`server`], [`request_id`]), gRPC error helpers ([`status`]), and the binary
+//! bootstrap ([`service`]).
+
+pub mod config;
+pub mod db;
+pub mod request_id;
+pub mod server;
+pub mod service;
+pub mod status;
+pub mod telemetry;
+
+pub use config::{Env, ServiceSettings};
+pub use server::{GrpcServer, ShutdownPolicy};
+pub use service::{BoxError, ServiceContext, ServiceSpec};

@@ -1,0 +1,124 @@
+//! The bootstrap every service binary shares: read settings, set up logging, bind, connect and
+//! migrate the database, serve, stop cleanly. A service's `main.rs` is one call to [`main`].
+
+use std::{future::Future, net::SocketAddr, process::ExitCode};
+
+use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::{ConfigError, Env, ServiceSettings},
+    server::{GrpcServer, ServeError, ShutdownPolicy},
+};
+
+/// Any error a service's startup or run can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What identifies a service: its name, its environment prefix, its default address.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSpec {
+    /// Short name, also the default SQLite file name (`data/<name>.db`).
+    pub name: &'static str,
+    /// Prefix of its environment variables (`CATALOG` → `CATALOG_LISTEN_ADDR`).
+    pub env_prefix: &'static str,
+    /// Default gRPC listen address.
+    pub default_addr: SocketAddr,
+}
+
+impl ServiceSpec {
+    /// The environment of this service (its prefix) over the process environment.
+    pub fn env(&self) -> Env {
+        Env::new(self.env_prefix)
+    }
+
+    /// This service's settings from `env`.
+    pub fn settings(&self, env: &Env) -> Result<ServiceSettings, ConfigError> {
+        ServiceSettings::from_env(env, self.name, self.default_addr)
+    }
+}
+
+/// Everything a running service gets from the bootstrap: settings, its bound listener, and a
+/// token cancelled when the process (or the all-in-one suite) stops.
+#[derive(Debug)]
+pub struct ServiceContext {
+    /// Which service this is.
+    pub spec: ServiceSpec,
+    /// Its environment, for service-specific settings.
+    pub env: Env,
+    /// Its common settings.
+    pub settings: ServiceSettings,
+    /// The bound gRPC listener.
+    pub listener: TcpListener,
+    /// Cancelled when the service must stop.
+    pub shutdown: CancellationToken,
+}
+
+impl ServiceContext {
+    /// Binds the configured address and builds the context.
+    pub async fn bind(spec: ServiceSpec, env: Env, shutdown: CancellationToken) -> Result<Self, BoxError> {
+        let settings = spec.settings(&env)?;
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .map_err(|err| format!("{}: cannot listen on {}: {err}", spec.name, settings.listen_addr))?;
+        Ok(Self {
+            spec,
+            env,
+            settings,
+            listener,
+            shutdown,
+        })
+    }
+
+    /// The address actually bound (differs from the setting when port 0 was asked for).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Connects the service's database and applies its migrations `M` (unless disabled).
+    pub async fn database<M: MigratorTrait>(&self) -> Result<DatabaseConnection, DbErr> {
+        crate::db::connect_and_migrate::<M>(&self.settings.database_url, self.settings.migrate).await
+    }
+
+    /// Serves `server` on the bound listener until shutdown, then drains.
+    pub async fn serve(self, server: GrpcServer) -> Result<(), ServeError> {
+        let policy = ShutdownPolicy {
+            drain_delay: self.settings.drain_delay,
+            grace: self.settings.shutdown_grace,
+        };
+        let token = self.shutdown.clone();
+        server
+            .serve(self.listener, async move { token.cancelled().await }, policy)
+            .await
+    }
+}
+
+/// The whole `main` of a service binary: logging, settings from the environment, bind, run
+/// until SIGINT/SIGTERM. Returns a failure exit code (after logging why) if anything fails.
+pub async fn main<F, Fut>(spec: ServiceSpec, run: F) -> ExitCode
+where
+    F: FnOnce(ServiceContext) -> Fut,
+    Fut: Future<Output = Result<(), BoxError>>,
+{
+    crate::telemetry::init();
+    let shutdown = CancellationToken::new();
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        crate::server::shutdown_signal().await;
+        signal_token.cancel();
+    });
+    let result = async {
+        let context = ServiceContext::bind(spec, spec.env(), shutdown).await?;
+        tracing::info!(service = spec.name, addr = %context.local_addr()?, settings = ?context.settings, "starting");
+        run(context).await
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(service = spec.name, error = %err, "stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}

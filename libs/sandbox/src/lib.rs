@@ -1,0 +1,1 @@
+//! A faithful, stateful simulator of the MP, FMS and SFT upstream platforms.

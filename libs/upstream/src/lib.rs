@@ -1,0 +1,1 @@
+//! Typed HTTP clients for the MP, FMS and SFT upstream eSIM platforms.

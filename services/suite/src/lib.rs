@@ -1,0 +1,171 @@
+//! The whole suite in one process: the four backend services and the gateway, each on its own
+//! port exactly as in production, sharing one shutdown. Used by `cargo run` (a laptop) and by
+//! the end-to-end tests (ephemeral ports, temporary databases).
+
+use std::{future::Future, net::SocketAddr, pin::Pin, process::ExitCode};
+
+use esim_runtime::{BoxError, Env, ServiceContext, ServiceSpec};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+type RunFn = fn(ServiceContext) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
+
+/// The backends, in start order, then the gateway (which needs their addresses).
+const BACKENDS: [(ServiceSpec, RunFn); 4] = [
+    (esim_catalog::SERVICE, |c| Box::pin(esim_catalog::run(c))),
+    (esim_ordering::SERVICE, |c| Box::pin(esim_ordering::run(c))),
+    (esim_provisioning::SERVICE, |c| {
+        Box::pin(esim_provisioning::run(c))
+    }),
+    (esim_usage::SERVICE, |c| Box::pin(esim_usage::run(c))),
+];
+const GATEWAY: (ServiceSpec, RunFn) = (esim_gateway::SERVICE, |c| Box::pin(esim_gateway::run(c)));
+
+/// How to start the suite.
+#[derive(Debug, Clone)]
+pub struct SuiteOptions {
+    /// The settings source; tests pass overrides (databases, ports) on top of the process env.
+    pub env: Env,
+    /// Listen on free ephemeral ports instead of the configured ones (tests).
+    pub ephemeral_ports: bool,
+}
+
+impl Default for SuiteOptions {
+    fn default() -> Self {
+        Self {
+            env: Env::new("SUITE"),
+            ephemeral_ports: false,
+        }
+    }
+}
+
+/// One service of a running suite.
+#[derive(Debug, Clone)]
+pub struct RunningService {
+    /// Its name (`catalog`, ...).
+    pub name: &'static str,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+/// A running suite.
+#[derive(Debug)]
+pub struct Suite {
+    /// Every service and its address, the gateway last.
+    pub services: Vec<RunningService>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<(&'static str, Result<(), BoxError>)>,
+}
+
+impl Suite {
+    /// Binds every service, then starts them; returns once all listen.
+    pub async fn start(options: SuiteOptions) -> Result<Self, BoxError> {
+        let shutdown = CancellationToken::new();
+        let mut env = options.env;
+        let mut contexts = Vec::new();
+        for (spec, run) in BACKENDS {
+            let context = bind(spec, &env, options.ephemeral_ports, &shutdown).await?;
+            let url_key = format!("GATEWAY_{}_URL", spec.env_prefix);
+            // Point the gateway at where this backend really listens, unless set explicitly.
+            if env
+                .with_prefix("GATEWAY")
+                .raw(&format!("{}_URL", spec.env_prefix))
+                .is_none()
+            {
+                env = env.with_overrides([(url_key, format!("http://{}", context.local_addr()?))]);
+            }
+            contexts.push((context, run));
+        }
+        let (spec, run) = GATEWAY;
+        contexts.push((bind(spec, &env, options.ephemeral_ports, &shutdown).await?, run));
+
+        let mut tasks = JoinSet::new();
+        let mut services = Vec::new();
+        for (context, run) in contexts {
+            let name = context.spec.name;
+            services.push(RunningService {
+                name,
+                addr: context.local_addr()?,
+            });
+            tasks.spawn(async move { (name, run(context).await) });
+        }
+        Ok(Self {
+            services,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The address of service `name`.
+    pub fn addr(&self, name: &str) -> Option<SocketAddr> {
+        self.services.iter().find(|s| s.name == name).map(|s| s.addr)
+    }
+
+    /// A token that stops the whole suite when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until every service has stopped. The first one to stop (or fail) stops the rest,
+    /// so a half-running suite never lingers. Returns the first error.
+    pub async fn wait(mut self) -> Result<(), BoxError> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            self.shutdown.cancel();
+            let (name, result) = joined.map_err(|err| format!("a service task panicked: {err}"))?;
+            match result {
+                Ok(()) => tracing::info!(service = name, "stopped"),
+                Err(err) => {
+                    tracing::error!(service = name, error = %err, "failed");
+                    first_error.get_or_insert_with(|| format!("{name}: {err}").into());
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Stops every service and waits for them.
+    pub async fn stop(self) -> Result<(), BoxError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+async fn bind(
+    spec: ServiceSpec,
+    env: &Env,
+    ephemeral: bool,
+    shutdown: &CancellationToken,
+) -> Result<ServiceContext, BoxError> {
+    let mut service_env = env.with_prefix(spec.env_prefix);
+    if ephemeral {
+        service_env =
+            service_env.with_overrides([(format!("{}_LISTEN_ADDR", spec.env_prefix), "127.0.0.1:0")]);
+    }
+    ServiceContext::bind(spec, service_env, shutdown.child_token()).await
+}
+
+/// `main` of the all-in-one binary: start everything, print where it listens, stop on Ctrl-C.
+pub async fn main() -> ExitCode {
+    esim_runtime::telemetry::init();
+    let suite = match Suite::start(SuiteOptions::default()).await {
+        Ok(suite) => suite,
+        Err(err) => {
+            tracing::error!(error = %err, "the suite could not start");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("eSIM suite is running (Ctrl-C stops it):");
+    for service in &suite.services {
+        println!("  {:<13} grpc://{}", service.name, service.addr);
+    }
+    let token = suite.shutdown_token();
+    tokio::spawn(async move {
+        esim_runtime::server::shutdown_signal().await;
+        token.cancel();
+    });
+    match suite.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: the whole suite in one process, checked with real gRPC clients.
+
+mod boot;
+mod migrations;
