@@ -64,11 +64,15 @@ async fn boots_and_serves(suite: TestSuite) {
     ] {
         assert!(listed.contains(api), "{api} missing from {listed:?}");
     }
-    let catalog_listed = reflected_services(suite.channel("catalog").await).await;
-    assert!(
-        catalog_listed.contains("esim.catalog.v1.CatalogService"),
-        "{catalog_listed:?}"
-    );
+    for (name, api) in [
+        ("catalog", "esim.catalog.v1.CatalogService"),
+        ("ordering", "esim.ordering.v1.OrderingService"),
+        ("provisioning", "esim.provisioning.v1.ProvisioningService"),
+        ("usage", "esim.usage.v1.UsageService"),
+    ] {
+        let listed = reflected_services(suite.channel(name).await).await;
+        assert!(listed.contains(api), "{name} does not list {api}: {listed:?}");
+    }
 
     suite.stop().await;
 }

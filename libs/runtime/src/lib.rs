@@ -4,7 +4,9 @@
 //! shutdown ([`server`], [`request_id`]), gRPC error helpers ([`status`]), and the binary
 //! bootstrap ([`service`]).
 
-pub mod config;
+/// Configuration from the environment (the `esim-config` crate, shared with the upstream
+/// clients and the sandbox).
+pub use esim_config as config;
 pub mod db;
 pub mod request_id;
 pub mod server;

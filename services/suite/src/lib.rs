@@ -1,8 +1,14 @@
-//! The whole suite in one process: the four backend services and the gateway, each on its own
-//! port exactly as in production, sharing one shutdown. Used by `cargo run` (a laptop) and by
-//! the end-to-end tests (ephemeral ports, temporary databases).
+//! The whole suite in one process: the upstream sandbox, the four backend services and the
+//! gateway, each on its own port exactly as in production, sharing one shutdown. Used by
+//! `cargo run` (a laptop) and by the end-to-end tests (ephemeral ports, temporary databases).
+//!
+//! The sandbox starts unless real upstreams are configured (`MP_BASE_URL`, `FMS_BASE_URL` or
+//! `SFT_BASE_URL` set) or `SUITE_SANDBOX=off`; `SUITE_SANDBOX=on` forces it. When it runs, the
+//! services are pointed at it.
 
 use std::{future::Future, net::SocketAddr, pin::Pin, process::ExitCode};
+
+use esim_sandbox::{Sandbox, SandboxConfig};
 
 use esim_runtime::{BoxError, Env, ServiceContext, ServiceSpec};
 use tokio::task::JoinSet;
@@ -51,7 +57,7 @@ pub struct RunningService {
 /// A running suite.
 #[derive(Debug)]
 pub struct Suite {
-    /// Every service and its address, the gateway last.
+    /// Every service and its address: the sandbox first (if it runs), the gateway last.
     pub services: Vec<RunningService>,
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, Result<(), BoxError>)>,
@@ -62,6 +68,22 @@ impl Suite {
     pub async fn start(options: SuiteOptions) -> Result<Self, BoxError> {
         let shutdown = CancellationToken::new();
         let mut env = options.env;
+        let mut tasks = JoinSet::new();
+        let mut services = Vec::new();
+
+        if wants_sandbox(&env)? {
+            let addr = start_sandbox(&env, options.ephemeral_ports, &shutdown, &mut tasks).await?;
+            services.push(RunningService {
+                name: "sandbox",
+                addr,
+            });
+            env = env.with_overrides([
+                ("MP_BASE_URL", format!("http://{addr}")),
+                ("FMS_BASE_URL", format!("http://{addr}/fms")),
+                ("SFT_BASE_URL", format!("http://{addr}/sft")),
+            ]);
+        }
+
         let mut contexts = Vec::new();
         for (spec, run) in BACKENDS {
             let context = bind(spec, &env, options.ephemeral_ports, &shutdown).await?;
@@ -79,8 +101,6 @@ impl Suite {
         let (spec, run) = GATEWAY;
         contexts.push((bind(spec, &env, options.ephemeral_ports, &shutdown).await?, run));
 
-        let mut tasks = JoinSet::new();
-        let mut services = Vec::new();
         for (context, run) in contexts {
             let name = context.spec.name;
             services.push(RunningService {
@@ -131,6 +151,48 @@ impl Suite {
     }
 }
 
+/// Whether to run the sandbox: `SUITE_SANDBOX` = `on`, `off`, or `auto` (the default: only when
+/// no real upstream URL is configured).
+fn wants_sandbox(env: &Env) -> Result<bool, BoxError> {
+    let suite = env.with_prefix("SUITE");
+    match suite.string_or("SANDBOX", "auto").to_ascii_lowercase().as_str() {
+        "auto" => Ok(["MP", "FMS", "SFT"]
+            .iter()
+            .all(|upstream| env.with_prefix(upstream).raw("BASE_URL").is_none())),
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        other => Err(format!("SUITE_SANDBOX: expected on, off or auto, not {other:?}").into()),
+    }
+}
+
+/// Starts the upstream sandbox on `SANDBOX_LISTEN_ADDR` (default `127.0.0.1:8080`).
+async fn start_sandbox(
+    env: &Env,
+    ephemeral: bool,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<(&'static str, Result<(), BoxError>)>,
+) -> Result<SocketAddr, BoxError> {
+    let config = SandboxConfig::from_env(env)?;
+    let addr: SocketAddr = if ephemeral {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    } else {
+        env.with_prefix("SANDBOX")
+            .parse_or("LISTEN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| format!("sandbox: cannot listen on {addr}: {err}"))?;
+    let local = listener.local_addr()?;
+    let token = shutdown.child_token();
+    tasks.spawn(async move {
+        let result = Sandbox::new(config)
+            .serve(listener, async move { token.cancelled().await })
+            .await;
+        ("sandbox", result.map_err(Into::into))
+    });
+    Ok(local)
+}
+
 async fn bind(
     spec: ServiceSpec,
     env: &Env,
@@ -157,7 +219,8 @@ pub async fn main() -> ExitCode {
     };
     println!("eSIM suite is running (Ctrl-C stops it):");
     for service in &suite.services {
-        println!("  {:<13} grpc://{}", service.name, service.addr);
+        let scheme = if service.name == "sandbox" { "http" } else { "grpc" };
+        println!("  {:<13} {scheme}://{}", service.name, service.addr);
     }
     let token = suite.shutdown_token();
     tokio::spawn(async move {

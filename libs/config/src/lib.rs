@@ -1,4 +1,4 @@
-//! Configuration from environment variables.
+//! Configuration from environment variables, for every binary of the suite.
 //!
 //! Every service reads its own settings under one prefix (`CATALOG_LISTEN_ADDR`, ...), so one
 //! environment (a Kubernetes ConfigMap, a shell) can hold the whole suite's settings without
