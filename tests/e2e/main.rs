@@ -1,4 +1,5 @@
 //! End-to-end tests: the whole suite in one process, checked with real gRPC clients.
 
 mod boot;
+mod catalog;
 mod migrations;

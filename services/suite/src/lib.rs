@@ -14,6 +14,9 @@ use esim_runtime::{BoxError, Env, ServiceContext, ServiceSpec};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// The demo operator config (MP prices, SFT plans) matching what the sandbox seeds.
+const DEMO_CATALOG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/catalog.json");
+
 type RunFn = fn(ServiceContext) -> Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
 /// The backends, in start order, then the gateway (which needs their addresses).
@@ -82,6 +85,9 @@ impl Suite {
                 ("FMS_BASE_URL", format!("http://{addr}/fms")),
                 ("SFT_BASE_URL", format!("http://{addr}/sft")),
             ]);
+            if env.with_prefix("CATALOG").raw("CONFIG_FILE").is_none() {
+                env = env.with_overrides([("CATALOG_CONFIG_FILE", DEMO_CATALOG.to_owned())]);
+            }
         }
 
         let mut contexts = Vec::new();
