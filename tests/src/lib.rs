@@ -1,5 +1,7 @@
-//! Helpers for end-to-end tests: the whole suite in one process on free ports, each service on
-//! a fresh database of the engine under test.
+//! Helpers for end-to-end tests and benchmarks: the whole suite in one process on free ports,
+//! each service on a fresh database of the engine under test, and a load generator.
+
+pub mod load;
 
 use std::net::SocketAddr;
 
