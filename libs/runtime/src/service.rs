@@ -58,10 +58,27 @@ pub struct ServiceContext {
 impl ServiceContext {
     /// Binds the configured address and builds the context.
     pub async fn bind(spec: ServiceSpec, env: Env, shutdown: CancellationToken) -> Result<Self, BoxError> {
-        let settings = spec.settings(&env)?;
-        let listener = TcpListener::bind(settings.listen_addr)
+        let listener = Self::listen(spec, &env).await?;
+        Self::with_listener(spec, env, listener, shutdown)
+    }
+
+    /// Binds the address `env` configures for `spec`.
+    pub async fn listen(spec: ServiceSpec, env: &Env) -> Result<TcpListener, BoxError> {
+        let addr = spec.settings(env)?.listen_addr;
+        Ok(TcpListener::bind(addr)
             .await
-            .map_err(|err| format!("{}: cannot listen on {}: {err}", spec.name, settings.listen_addr))?;
+            .map_err(|err| format!("{}: cannot listen on {addr}: {err}", spec.name))?)
+    }
+
+    /// Builds the context around an already bound listener (the all-in-one suite binds every
+    /// service first, so each can be told where the others listen).
+    pub fn with_listener(
+        spec: ServiceSpec,
+        env: Env,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<Self, BoxError> {
+        let settings = spec.settings(&env)?;
         Ok(Self {
             spec,
             env,

@@ -90,22 +90,32 @@ impl Suite {
             }
         }
 
-        let mut contexts = Vec::new();
-        for (spec, run) in BACKENDS {
-            let context = bind(spec, &env, options.ephemeral_ports, &shutdown).await?;
-            let url_key = format!("GATEWAY_{}_URL", spec.env_prefix);
-            // Point the gateway at where this backend really listens, unless set explicitly.
-            if env
-                .with_prefix("GATEWAY")
-                .raw(&format!("{}_URL", spec.env_prefix))
-                .is_none()
-            {
-                env = env.with_overrides([(url_key, format!("http://{}", context.local_addr()?))]);
-            }
-            contexts.push((context, run));
+        // Bind every service first, then tell each where the others really listen (unless a
+        // URL is configured explicitly), e.g. `GATEWAY_CATALOG_URL`, `ORDERING_USAGE_URL`.
+        let mut bound = Vec::new();
+        for (spec, run) in BACKENDS.into_iter().chain([GATEWAY]) {
+            let service_env = service_env(spec, &env, options.ephemeral_ports);
+            bound.push((spec, run, ServiceContext::listen(spec, &service_env).await?));
         }
-        let (spec, run) = GATEWAY;
-        contexts.push((bind(spec, &env, options.ephemeral_ports, &shutdown).await?, run));
+        for (spec, _, listener) in &bound {
+            let url = format!("http://{}", listener.local_addr()?);
+            for (consumer, _) in BACKENDS.into_iter().chain([GATEWAY]) {
+                let name = format!("{}_URL", spec.env_prefix);
+                if consumer.env_prefix != spec.env_prefix
+                    && env.with_prefix(consumer.env_prefix).raw(&name).is_none()
+                {
+                    env = env.with_overrides([(format!("{}_{name}", consumer.env_prefix), url.clone())]);
+                }
+            }
+        }
+        let mut contexts = Vec::new();
+        for (spec, run, listener) in bound {
+            let service_env = service_env(spec, &env, options.ephemeral_ports);
+            contexts.push((
+                ServiceContext::with_listener(spec, service_env, listener, shutdown.child_token())?,
+                run,
+            ));
+        }
 
         for (context, run) in contexts {
             let name = context.spec.name;
@@ -199,18 +209,14 @@ async fn start_sandbox(
     Ok(local)
 }
 
-async fn bind(
-    spec: ServiceSpec,
-    env: &Env,
-    ephemeral: bool,
-    shutdown: &CancellationToken,
-) -> Result<ServiceContext, BoxError> {
-    let mut service_env = env.with_prefix(spec.env_prefix);
+/// The settings of one service: its prefix over the suite's environment, on a free port in tests.
+fn service_env(spec: ServiceSpec, env: &Env, ephemeral: bool) -> Env {
+    let service_env = env.with_prefix(spec.env_prefix);
     if ephemeral {
-        service_env =
-            service_env.with_overrides([(format!("{}_LISTEN_ADDR", spec.env_prefix), "127.0.0.1:0")]);
+        service_env.with_overrides([(format!("{}_LISTEN_ADDR", spec.env_prefix), "127.0.0.1:0")])
+    } else {
+        service_env
     }
-    ServiceContext::bind(spec, service_env, shutdown.child_token()).await
 }
 
 /// `main` of the all-in-one binary: start everything, print where it listens, stop on Ctrl-C.
