@@ -41,6 +41,18 @@ done
 grpcurl -plaintext 127.0.0.1:50051 describe esim.catalog.v1.CatalogService >/dev/null \
   || fail "describe through the gateway"
 
+# A short traveller journey: the catalogue synced from the sandbox answers for Japan.
+run=$(grpcurl -plaintext -d '{"request_id":"smoke-sync"}' 127.0.0.1:50051 esim.catalog.v1.CatalogService/SyncCatalog) \
+  || fail "SyncCatalog"
+grep -q '"outcome": "SYNC_OUTCOME_SUCCEEDED"' <<<"$run" || fail "sync did not succeed: $run"
+products=$(grpcurl -plaintext -d '{"country_code":"JP","order_by":"retail_price","page_size":5}' \
+  127.0.0.1:50051 esim.catalog.v1.CatalogService/ListProducts) || fail "ListProducts"
+grep -q '"name": "products/' <<<"$products" || fail "no products for JP: $products"
+bad=$(grpcurl -plaintext -d '{"country_code":"XX"}' 127.0.0.1:50051 esim.catalog.v1.CatalogService/ListProducts 2>&1) \
+  && fail "an unknown country was accepted"
+grep -q "InvalidArgument" <<<"$bad" || fail "unknown country: expected InvalidArgument, got: $bad"
+echo "catalog: $(grep -c '"name": "products/' <<<"$products") products for JP through the gateway"
+
 kill -INT "$pid"
 for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
 kill -0 "$pid" 2>/dev/null && fail "the suite did not stop on Ctrl-C"

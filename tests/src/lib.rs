@@ -28,7 +28,13 @@ impl TestSuite {
         Fut: std::future::Future<Output = Result<TestDatabase, sea_orm::DbErr>>,
     {
         let mut databases = Vec::new();
-        let mut vars = overrides;
+        // Services holding credentials refuse to start on PostgreSQL without real keys; tests
+        // give them throw-away ones (32 bytes, base64).
+        let mut vars = vec![(
+            "PROVISIONING_ACTIVATION_CODE_KEY".to_owned(),
+            "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=".to_owned(),
+        )];
+        vars.extend(overrides);
         for prefix in DATABASE_PREFIXES {
             let database = fresh().await?;
             vars.push((format!("{prefix}_DATABASE_URL"), database.url.clone()));

@@ -1,0 +1,265 @@
+//! Each failure branch of a provision ends in its documented state, and no SIM stays claimed
+//! by a failed order.
+
+use esim_proto::provisioning::v1 as pb;
+use esim_sandbox::Fault;
+use tonic::Code;
+
+use crate::common::{Harness, databases, state};
+
+const LIFECYCLE: &str = "sft.EndPointLifeCycleChange";
+const SUBSCRIBE: &str = "sft.SubscribeAddon";
+
+async fn esim_of(h: &Harness, order: &str) -> pb::Esim {
+    let listed = h
+        .client
+        .clone()
+        .list_esims(pb::ListEsimsRequest {
+            order: order.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.esims.len(), 1, "{order}: {listed:?}");
+    listed.esims.into_iter().next().unwrap()
+}
+
+/// No claim is left in flight.
+async fn nothing_left_claimed(h: &Harness) {
+    let claims = h.claims().await;
+    assert!(
+        claims.iter().all(|(_, status)| status != "claimed"),
+        "{}: {claims:?}",
+        h.label
+    );
+}
+
+#[tokio::test]
+async fn no_sim_fails_the_esim_with_resource_exhausted() {
+    for database in databases().await {
+        let h = Harness::start(database, 0).await;
+        let status = h.provision("r1", "orders/empty").await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{}: {status:?}", h.label);
+        let esim = esim_of(&h, "orders/empty").await;
+        assert_eq!(state(&esim), pb::EsimState::Failed);
+        assert!(
+            esim.state_reason.contains("no Pre-Active, Attached SFT SIM"),
+            "{esim:?}"
+        );
+        assert!(status.message().contains(&esim.name), "{status:?}");
+        assert!(!esim.installation_ready);
+        assert!(h.claims().await.is_empty());
+        assert_eq!(h.sandbox.call_count(LIFECYCLE), 0);
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_activation_releases_the_sim_to_the_pool() {
+    for database in databases().await {
+        let h = Harness::start(database, 1).await;
+        // SFT refuses (HTTP 400): nothing changed upstream.
+        h.sandbox.set_fault(LIFECYCLE, Fault::status(400));
+        let status = h.provision("r1", "orders/refused").await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition, "{}: {status:?}", h.label);
+        let esim = esim_of(&h, "orders/refused").await;
+        assert_eq!(state(&esim), pb::EsimState::Failed);
+        assert!(esim.state_reason.contains("released to the pool"), "{esim:?}");
+        assert!(h.claims().await.is_empty(), "{}", h.label);
+
+        // An outage (HTTP 500) whose outcome the service checks: the SIM is still Pre-Active.
+        h.sandbox.set_fault(LIFECYCLE, Fault::error_500());
+        let status = h.provision("r2", "orders/outage").await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        let esim = esim_of(&h, "orders/outage").await;
+        assert!(esim.state_reason.contains("released to the pool"), "{esim:?}");
+        assert!(h.claims().await.is_empty());
+        assert_eq!(h.sandbox.sft_available_sims(), 1);
+
+        // The one SIM was not lost: the next provision gets it. A failed eSIM does not block
+        // its order: a new request id provisions it.
+        h.sandbox.clear_faults();
+        let ok = h.provision("r3", "orders/outage").await.unwrap();
+        assert_eq!(state(&ok), pb::EsimState::Activated);
+        assert_eq!(ok.iccid, esim.iccid);
+        assert_ne!(ok.name, esim.name);
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_activation_with_unknown_outcome_quarantines_the_sim() {
+    for database in databases().await {
+        let h = Harness::start_with(database, 2, &[("SFT_LIFECYCLE_TIMEOUT_MS", "300")]).await;
+        h.sandbox.set_fault(
+            LIFECYCLE,
+            Fault {
+                timeout: true,
+                timeout_ms: Some(1500),
+                times: Some(1),
+                ..Fault::default()
+            },
+        );
+        let status = h.provision("r1", "orders/timeout").await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{}: {status:?}", h.label);
+        let failed = esim_of(&h, "orders/timeout").await;
+        assert_eq!(state(&failed), pb::EsimState::Failed);
+        assert!(failed.state_reason.contains("quarantined"), "{failed:?}");
+        let claims = h.claims().await;
+        assert_eq!(
+            claims,
+            vec![(failed.sft_endpoint_id.clone(), "quarantined".to_owned())]
+        );
+
+        // The quarantined SIM is never claimed again by itself; the other one is used.
+        let ok = h.provision("r2", "orders/next").await.unwrap();
+        assert_ne!(ok.sft_endpoint_id, failed.sft_endpoint_id);
+        let status = h.provision("r3", "orders/none-left").await.unwrap_err();
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        nothing_left_claimed(&h).await;
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_activation_whose_answer_is_lost_but_applied_goes_on() {
+    for database in databases().await {
+        let h = Harness::start(database, 1).await;
+        h.sandbox.set_fault(
+            LIFECYCLE,
+            Fault {
+                times: Some(1),
+                ..Fault::error_500().after_commit()
+            },
+        );
+        let esim = h.provision("r1", "orders/lost-answer").await.unwrap();
+        assert_eq!(state(&esim), pb::EsimState::Activated, "{}", h.label);
+        assert_eq!(h.sandbox.call_count(LIFECYCLE), 1, "not sent twice");
+        assert_eq!(
+            h.claims().await,
+            vec![(esim.sft_endpoint_id.clone(), "assigned".into())]
+        );
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_subscription_is_retried_then_fails_with_the_endpoint_state() {
+    for database in databases().await {
+        let h = Harness::start(database, 3).await;
+        // Two failures, then it works: retried with backoff.
+        h.sandbox.set_fault(
+            SUBSCRIBE,
+            Fault {
+                times: Some(2),
+                ..Fault::error_500()
+            },
+        );
+        let ok = h.provision("r1", "orders/flaky").await.unwrap();
+        assert_eq!(state(&ok), pb::EsimState::Activated, "{}", h.label);
+        assert_eq!(h.sandbox.call_count(SUBSCRIBE), 3);
+
+        // An answer lost after SFT created the add-on: the retry finds it instead of
+        // subscribing twice.
+        h.sandbox.reset_call_counts();
+        h.sandbox.set_fault(
+            SUBSCRIBE,
+            Fault {
+                times: Some(1),
+                ..Fault::error_500().after_commit()
+            },
+        );
+        let adopted = h.provision("r2", "orders/lost-addon").await.unwrap();
+        assert_eq!(state(&adopted), pb::EsimState::Activated);
+        assert_eq!(h.sandbox.call_count(SUBSCRIBE), 1, "subscribed once");
+        let addons = h
+            .client
+            .clone()
+            .list_addons(pb::ListAddonsRequest {
+                parent: adopted.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .addons;
+        assert_eq!(addons.len(), 1);
+        assert!(!addons[0].unique_id.is_empty());
+        assert_eq!(addons[0].state, pb::AddonState::Active as i32);
+
+        // Always failing: 4 attempts, then FAILED with the endpoint's real state.
+        h.sandbox.reset_call_counts();
+        h.sandbox.set_fault(SUBSCRIBE, Fault::error_500());
+        let status = h.provision("r3", "orders/no-addon").await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(h.sandbox.call_count(SUBSCRIBE), 4);
+        let failed = esim_of(&h, "orders/no-addon").await;
+        assert_eq!(state(&failed), pb::EsimState::Failed);
+        assert!(
+            failed.state_reason.contains("is Active (1)") && failed.state_reason.contains("after 4 attempt"),
+            "{failed:?}"
+        );
+        let addons = h
+            .client
+            .clone()
+            .list_addons(pb::ListAddonsRequest {
+                parent: failed.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .addons;
+        assert_eq!(addons.len(), 1);
+        assert_eq!(addons[0].state, pb::AddonState::Failed as i32);
+        let claims = h.claims().await;
+        assert!(
+            claims.contains(&(failed.sft_endpoint_id.clone(), "quarantined".into())),
+            "{claims:?}"
+        );
+        nothing_left_claimed(&h).await;
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_provision_cut_off_midway_resumes_with_its_request_id() {
+    for database in databases().await {
+        let h = Harness::start_with(database, 2, &[("PROVISIONING_PROVISION_LEASE_SECS", "1")]).await;
+        // The caller gives up while SubscribeAddon hangs: the call stops after the activation.
+        h.sandbox.set_fault(
+            SUBSCRIBE,
+            Fault {
+                times: Some(1),
+                ..Fault::latency(3000)
+            },
+        );
+        let cut = tokio::time::timeout(
+            std::time::Duration::from_millis(700),
+            h.provision("cut", "orders/cut"),
+        )
+        .await;
+        assert!(cut.is_err(), "{}: the call was cut off", h.label);
+        let midway = esim_of(&h, "orders/cut").await;
+        assert_eq!(state(&midway), pb::EsimState::Selected, "{midway:?}");
+        assert!(!midway.installation_ready);
+
+        // While the lease of the cut-off call lasts, a retry does not run the same steps.
+        let busy = h.provision("cut", "orders/cut").await.unwrap_err();
+        assert_eq!(busy.code(), Code::Aborted, "{busy:?}");
+
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        let done = h.provision("cut", "orders/cut").await.unwrap();
+        assert_eq!(done.name, midway.name);
+        assert_eq!(done.sft_endpoint_id, midway.sft_endpoint_id, "no second SIM");
+        assert_eq!(state(&done), pb::EsimState::Activated);
+        assert_eq!(h.sandbox.call_count(LIFECYCLE), 1);
+        assert_eq!(h.sandbox.sft_available_sims(), 1);
+        assert_eq!(
+            h.claims().await,
+            vec![(done.sft_endpoint_id.clone(), "assigned".into())]
+        );
+        h.stop().await;
+    }
+}
