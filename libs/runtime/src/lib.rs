@@ -2,11 +2,12 @@
 //! configuration from the environment ([`config`]), logging ([`telemetry`]), database connect
 //! and migrations ([`db`]), the gRPC server with health, reflection, request ids and graceful
 //! shutdown ([`server`], [`request_id`]), gRPC error helpers ([`status`]), and the binary
-//! bootstrap ([`service`]).
+//! bootstrap ([`service`]), and the conversions every API shares ([`api`]).
 
 /// Configuration from the environment (the `esim-config` crate, shared with the upstream
 /// clients and the sandbox).
 pub use esim_config as config;
+pub mod api;
 pub mod db;
 pub mod request_id;
 pub mod server;

@@ -18,7 +18,9 @@ use sea_orm::{
 use tonic::{Request, Response, Status};
 
 use crate::cache::{Cache, Cached};
-use crate::convert::{self, Cursor, decode_token, encode_token, fingerprint, page_size, resource_id};
+use esim_runtime::api::{page_size, page_token, resource_id};
+
+use crate::convert::{self, Cursor};
 use crate::entity::{idempotency, pricing_rule, product, product_country, sft_plan, sync_run};
 use crate::error::{CatalogError, Result};
 use crate::mcc;
@@ -312,8 +314,8 @@ impl CatalogApi {
             max_price.map(|m| (store::nanos(m.amount()), m.currency().to_string())),
             req.show_unavailable,
         );
-        let fp = fingerprint(&canonical);
-        let cursor = decode_token(&req.page_token, &fp)?;
+        let fp = page_token::fingerprint(&canonical);
+        let cursor = page_token::decode::<Cursor>(&req.page_token, &fp)?;
         let cache_key = format!("{canonical}|{size}|{}", req.page_token);
         if let Some(Cached::Products(hit)) = self.cache.get(&cache_key) {
             return Ok((*hit).clone());
@@ -373,11 +375,13 @@ impl CatalogApi {
         let more = rows.len() as u64 > size;
         let page = &rows[..rows.len().min(size as usize)];
         let next_page_token = match page.last() {
-            Some(last) if more => encode_token(&Cursor {
-                q: fp,
-                k: Some(order.key(last)),
-                id: last.id.clone(),
-            }),
+            Some(last) if more => page_token::encode(
+                &fp,
+                &Cursor {
+                    k: Some(order.key(last)),
+                    id: last.id.clone(),
+                },
+            ),
             _ => String::new(),
         };
         let response = pb::ListProductsResponse {
@@ -396,8 +400,8 @@ impl CatalogApi {
         let size = page_size(req.page_size, 250, 500)?;
         let provider = provider_filter(req.provider, "provider")?;
         let canonical = format!("countries|p={provider:?}");
-        let fp = fingerprint(&canonical);
-        let cursor = decode_token(&req.page_token, &fp)?;
+        let fp = page_token::fingerprint(&canonical);
+        let cursor = page_token::decode::<Cursor>(&req.page_token, &fp)?;
         let cache_key = format!("{canonical}|{size}|{}", req.page_token);
         if let Some(Cached::Countries(hit)) = self.cache.get(&cache_key) {
             return Ok((*hit).clone());
@@ -446,11 +450,13 @@ impl CatalogApi {
             })
             .collect();
         let next_page_token = match page.last() {
-            Some((code, _)) if more => encode_token(&Cursor {
-                q: fp,
-                k: None,
-                id: code.clone(),
-            }),
+            Some((code, _)) if more => page_token::encode(
+                &fp,
+                &Cursor {
+                    k: None,
+                    id: code.clone(),
+                },
+            ),
             _ => String::new(),
         };
         let response = pb::ListCountriesResponse {
@@ -538,8 +544,8 @@ impl CatalogApi {
 
     async fn runs(&self, req: pb::ListSyncRunsRequest) -> Result<pb::ListSyncRunsResponse> {
         let size = page_size(req.page_size, 20, 100)?;
-        let fp = fingerprint("syncRuns");
-        let cursor = decode_token(&req.page_token, &fp)?;
+        let fp = page_token::fingerprint("syncRuns");
+        let cursor = page_token::decode::<Cursor>(&req.page_token, &fp)?;
         let mut query = sync_run::Entity::find();
         if let Some(c) = &cursor {
             query = query.filter(sync_run::Column::Id.lt(c.id.clone()));
@@ -554,11 +560,13 @@ impl CatalogApi {
         Ok(pb::ListSyncRunsResponse {
             sync_runs: page.iter().map(convert::sync_run).collect(),
             next_page_token: match page.last() {
-                Some(last) if more => encode_token(&Cursor {
-                    q: fp,
-                    k: None,
-                    id: last.id.clone(),
-                }),
+                Some(last) if more => page_token::encode(
+                    &fp,
+                    &Cursor {
+                        k: None,
+                        id: last.id.clone(),
+                    },
+                ),
                 _ => String::new(),
             },
         })
@@ -612,8 +620,8 @@ impl CatalogApi {
 
     async fn list_plans(&self, req: pb::ListSftPlansRequest) -> Result<pb::ListSftPlansResponse> {
         let size = page_size(req.page_size, 100, 500)?;
-        let fp = fingerprint("sftPlans");
-        let cursor = decode_token(&req.page_token, &fp)?;
+        let fp = page_token::fingerprint("sftPlans");
+        let cursor = page_token::decode::<Cursor>(&req.page_token, &fp)?;
         let mut query = sft_plan::Entity::find();
         if let Some(c) = &cursor {
             query = query.filter(sft_plan::Column::PlanId.gt(c.id.clone()));
@@ -628,11 +636,13 @@ impl CatalogApi {
         Ok(pb::ListSftPlansResponse {
             sft_plans: page.iter().map(convert::sft_plan).collect::<Result<_>>()?,
             next_page_token: match page.last() {
-                Some(last) if more => encode_token(&Cursor {
-                    q: fp,
-                    k: None,
-                    id: last.plan_id.clone(),
-                }),
+                Some(last) if more => page_token::encode(
+                    &fp,
+                    &Cursor {
+                        k: None,
+                        id: last.plan_id.clone(),
+                    },
+                ),
                 _ => String::new(),
             },
         })

@@ -40,6 +40,15 @@ impl CatalogError {
     }
 }
 
+impl From<esim_runtime::api::FieldViolation> for CatalogError {
+    fn from(violation: esim_runtime::api::FieldViolation) -> Self {
+        Self::InvalidArgument {
+            field: violation.field,
+            message: violation.message,
+        }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
 

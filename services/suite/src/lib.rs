@@ -88,6 +88,19 @@ impl Suite {
             if env.with_prefix("CATALOG").raw("CONFIG_FILE").is_none() {
                 env = env.with_overrides([("CATALOG_CONFIG_FILE", DEMO_CATALOG.to_owned())]);
             }
+            // Let the sandbox's MP alarm callbacks reach the usage service: a fresh secret per
+            // run, registered with the sandbox by usage at start.
+            let usage = env.with_prefix("USAGE");
+            if !options.ephemeral_ports && usage.raw("CALLBACK_PUBLIC_URL").is_none() {
+                let callback = usage.string_or("CALLBACK_LISTEN_ADDR", "127.0.0.1:8090");
+                env = env.with_overrides([
+                    (
+                        "USAGE_CALLBACK_PUBLIC_URL",
+                        format!("http://{callback}/callbacks/mp/alarm"),
+                    ),
+                    ("USAGE_CALLBACK_TOKEN", uuid::Uuid::new_v4().simple().to_string()),
+                ]);
+            }
         }
 
         // Bind every service first, then tell each where the others really listen (unless a

@@ -1,0 +1,351 @@
+//! Database access. Reads use `.all()` (never `.one()`, which pins SQLite WAL snapshots) and
+//! writes use `Entity::insert(..).exec*` / `update_many`.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TryInsertResult,
+};
+
+use crate::entity::{alert, daily, esim, mp_order, snapshot};
+use crate::error::Result;
+
+/// `t` at the precision both databases store (PostgreSQL keeps microseconds), so a value
+/// returned from memory equals the same value read back.
+pub fn stored_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// The tracked eSIM `id`, if any.
+pub async fn find_esim<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<esim::Model>> {
+    let rows = esim::Entity::find()
+        .filter(esim::Column::Esim.eq(id))
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// The tracked eSIM with this ICCID, if any.
+pub async fn find_esim_by_iccid<C: ConnectionTrait>(db: &C, iccid: &str) -> Result<Option<esim::Model>> {
+    let rows = esim::Entity::find()
+        .filter(esim::Column::Iccid.eq(iccid))
+        .limit(1)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// The MP order codes of an eSIM, oldest first.
+pub async fn mp_codes<C: ConnectionTrait>(db: &C, esim_id: &str) -> Result<Vec<String>> {
+    let rows = mp_order::Entity::find()
+        .filter(mp_order::Column::Esim.eq(esim_id))
+        .order_by_asc(mp_order::Column::CreateTime)
+        .order_by_asc(mp_order::Column::OrderCode)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| r.order_code).collect())
+}
+
+/// The eSIM an MP order code belongs to.
+pub async fn esim_of_mp_order<C: ConnectionTrait>(db: &C, code: &str) -> Result<Option<esim::Model>> {
+    let rows = mp_order::Entity::find()
+        .filter(mp_order::Column::OrderCode.eq(code))
+        .all(db)
+        .await?;
+    match rows.into_iter().next() {
+        Some(row) => find_esim(db, &row.esim).await,
+        None => Ok(None),
+    }
+}
+
+/// The eSIM's newest snapshot.
+pub async fn latest_snapshot<C: ConnectionTrait>(db: &C, esim_id: &str) -> Result<Option<snapshot::Model>> {
+    let rows = snapshot::Entity::find()
+        .filter(snapshot::Column::Esim.eq(esim_id))
+        .order_by_desc(snapshot::Column::Id)
+        .limit(1)
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// What a new snapshot holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSnapshot {
+    pub total_bytes: i64,
+    pub used_bytes: i64,
+    pub unlimited: bool,
+    pub validity_start: Option<DateTime<Utc>>,
+    pub validity_end: Option<DateTime<Utc>>,
+    pub source: &'static str,
+}
+
+/// Stores a snapshot taken `at`; returns it as stored.
+pub async fn insert_snapshot<C: ConnectionTrait>(
+    db: &C,
+    esim_id: &str,
+    at: DateTime<Utc>,
+    snap: &NewSnapshot,
+) -> Result<snapshot::Model> {
+    let at = stored_time(at);
+    let snap = &NewSnapshot {
+        validity_start: snap.validity_start.map(stored_time),
+        validity_end: snap.validity_end.map(stored_time),
+        ..snap.clone()
+    };
+    let result = snapshot::Entity::insert(snapshot::ActiveModel {
+        esim: Set(esim_id.to_owned()),
+        taken_at: Set(at),
+        total_bytes: Set(snap.total_bytes),
+        used_bytes: Set(snap.used_bytes),
+        unlimited: Set(snap.unlimited),
+        validity_start: Set(snap.validity_start),
+        validity_end: Set(snap.validity_end),
+        source: Set(snap.source.to_owned()),
+        ..Default::default()
+    })
+    .exec(db)
+    .await?;
+    Ok(snapshot::Model {
+        id: result.last_insert_id,
+        esim: esim_id.to_owned(),
+        taken_at: at,
+        total_bytes: snap.total_bytes,
+        used_bytes: snap.used_bytes,
+        unlimited: snap.unlimited,
+        validity_start: snap.validity_start,
+        validity_end: snap.validity_end,
+        source: snap.source.to_owned(),
+    })
+}
+
+/// An alert to append to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    pub dedup_key: String,
+    pub esim: String,
+    pub order_name: String,
+    pub provider: String,
+    pub kind: i32,
+    pub source: i32,
+    pub threshold_percent: i32,
+    pub expire_time: Option<DateTime<Utc>>,
+    pub mp_order_code: String,
+    pub mp_package_code: String,
+    pub eid: String,
+}
+
+/// Appends `alert` unless one with its dedup key exists. Returns the new cursor id, or `None`
+/// for a duplicate. The look-up first keeps duplicates from consuming PostgreSQL sequence
+/// values (gaps make watchers wait); the UNIQUE key and `DO NOTHING` settle races.
+pub async fn insert_alert<C: ConnectionTrait>(
+    db: &C,
+    alert: &NewAlert,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>> {
+    let now = stored_time(now);
+    let existing = alert::Entity::find()
+        .select_only()
+        .column(alert::Column::Id)
+        .filter(alert::Column::DedupKey.eq(alert.dedup_key.as_str()))
+        .limit(1)
+        .into_tuple::<i64>()
+        .all(db)
+        .await?;
+    if !existing.is_empty() {
+        return Ok(None);
+    }
+    let result = alert::Entity::insert(alert::ActiveModel {
+        dedup_key: Set(alert.dedup_key.clone()),
+        esim: Set(alert.esim.clone()),
+        order_name: Set(alert.order_name.clone()),
+        provider: Set(alert.provider.clone()),
+        kind: Set(alert.kind),
+        source: Set(alert.source),
+        threshold_percent: Set(alert.threshold_percent),
+        expire_time: Set(alert.expire_time.map(stored_time)),
+        mp_order_code: Set(alert.mp_order_code.clone()),
+        mp_package_code: Set(alert.mp_package_code.clone()),
+        eid: Set(alert.eid.clone()),
+        create_time: Set(now),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(alert::Column::DedupKey)
+            .do_nothing()
+            .to_owned(),
+    )
+    .try_insert()
+    .exec(db)
+    .await?;
+    Ok(match result {
+        TryInsertResult::Inserted(r) => Some(r.last_insert_id),
+        TryInsertResult::Conflicted | TryInsertResult::Empty => None,
+    })
+}
+
+/// Alerts after cursor `after`, in cursor order, at most `limit`.
+pub async fn alerts_after<C: ConnectionTrait>(db: &C, after: i64, limit: u64) -> Result<Vec<alert::Model>> {
+    Ok(alert::Entity::find()
+        .filter(alert::Column::Id.gt(after))
+        .order_by_asc(alert::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Filters of `ListAlerts`.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub esim: Option<String>,
+    pub kinds: Vec<i32>,
+    pub create_time_start: Option<DateTime<Utc>>,
+}
+
+impl AlertFilter {
+    /// Whether `row` passes (the watch stream filters in memory, so it sees every cursor).
+    pub fn matches(&self, row: &alert::Model) -> bool {
+        self.esim.as_ref().is_none_or(|e| *e == row.esim)
+            && (self.kinds.is_empty() || self.kinds.contains(&row.kind))
+            && self.create_time_start.is_none_or(|t| row.create_time >= t)
+    }
+}
+
+/// A page of alerts after `after` passing `filter`.
+pub async fn list_alerts<C: ConnectionTrait>(
+    db: &C,
+    filter: &AlertFilter,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<alert::Model>> {
+    let mut cond = Condition::all().add(alert::Column::Id.gt(after));
+    if let Some(esim) = &filter.esim {
+        cond = cond.add(alert::Column::Esim.eq(esim.as_str()));
+    }
+    if !filter.kinds.is_empty() {
+        cond = cond.add(alert::Column::Kind.is_in(filter.kinds.clone()));
+    }
+    if let Some(start) = filter.create_time_start {
+        cond = cond.add(alert::Column::CreateTime.gte(start));
+    }
+    Ok(alert::Entity::find()
+        .filter(cond)
+        .order_by_asc(alert::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Stores the used bytes of each day (replacing what was stored for those days).
+pub async fn upsert_daily<C: ConnectionTrait>(
+    db: &C,
+    esim_id: &str,
+    days: &[(String, i64)],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    let rows = days.iter().map(|(day, bytes)| daily::ActiveModel {
+        esim: Set(esim_id.to_owned()),
+        day: Set(day.clone()),
+        used_bytes: Set(*bytes),
+        update_time: Set(now),
+    });
+    daily::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([daily::Column::Esim, daily::Column::Day])
+                .update_columns([daily::Column::UsedBytes, daily::Column::UpdateTime])
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Stored days of `esim_id` from `from` to `to` (inclusive, `YYYY-MM-DD`), at most `limit`.
+pub async fn daily_range<C: ConnectionTrait>(
+    db: &C,
+    esim_id: &str,
+    from: &str,
+    to: &str,
+    limit: u64,
+) -> Result<Vec<daily::Model>> {
+    Ok(daily::Entity::find()
+        .filter(daily::Column::Esim.eq(esim_id))
+        .filter(daily::Column::Day.gte(from))
+        .filter(daily::Column::Day.lte(to))
+        .order_by_asc(daily::Column::Day)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// eSIMs of `providers` due for a poll and not leased, at most `limit`.
+pub async fn due_for_poll<C: ConnectionTrait>(
+    db: &C,
+    providers: &[&str],
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<esim::Model>> {
+    Ok(esim::Entity::find()
+        .filter(esim::Column::Provider.is_in(providers.iter().copied()))
+        .filter(esim::Column::NextPollTime.lte(now))
+        .filter(
+            Condition::any()
+                .add(esim::Column::LeaseUntil.is_null())
+                .add(esim::Column::LeaseUntil.lt(now)),
+        )
+        .order_by_asc(esim::Column::NextPollTime)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Claims the row of `esim_id` until `until` for `owner`: a conditional UPDATE, so of several
+/// replicas exactly one succeeds.
+pub async fn claim<C: ConnectionTrait>(
+    db: &C,
+    esim_id: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool> {
+    let result = esim::Entity::update_many()
+        .col_expr(esim::Column::LeaseUntil, Expr::value(until))
+        .col_expr(esim::Column::LeaseOwner, Expr::value(owner))
+        .filter(esim::Column::Esim.eq(esim_id))
+        .filter(esim::Column::NextPollTime.lte(now))
+        .filter(
+            Condition::any()
+                .add(esim::Column::LeaseUntil.is_null())
+                .add(esim::Column::LeaseUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Ends `owner`'s lease of `esim_id`, recording what was alerted and the next poll.
+pub async fn release<C: ConnectionTrait>(
+    db: &C,
+    esim_id: &str,
+    owner: &str,
+    alerted: &str,
+    next_poll: DateTime<Utc>,
+) -> Result<()> {
+    esim::Entity::update_many()
+        .col_expr(
+            esim::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(esim::Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(esim::Column::Alerted, Expr::value(alerted))
+        .col_expr(esim::Column::NextPollTime, Expr::value(next_poll))
+        .filter(esim::Column::Esim.eq(esim_id))
+        .filter(esim::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(())
+}
