@@ -3,9 +3,10 @@
 //! [`FieldViolation`], which each service's error type wraps and maps to INVALID_ARGUMENT.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use esim_domain::{CurrencyCode, Money};
-use esim_proto::google::r#type::Money as PbMoney;
+use esim_proto::google::r#type::{Date, Money as PbMoney};
+use esim_proto::r#type::v1::Provider;
 use rust_decimal::Decimal;
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -49,6 +50,46 @@ pub fn from_timestamp(t: &prost_types::Timestamp, field: &str) -> Result<DateTim
         .ok()
         .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
         .ok_or_else(|| FieldViolation::new(field, "not a valid timestamp"))
+}
+
+/// A request's `google.type.Date` as a full calendar date.
+pub fn from_date(d: Option<&Date>, field: &str) -> Result<NaiveDate, FieldViolation> {
+    let d = d.ok_or_else(|| FieldViolation::new(field, "is required"))?;
+    u32::try_from(d.month)
+        .ok()
+        .zip(u32::try_from(d.day).ok())
+        .filter(|_| d.year >= 1)
+        .and_then(|(month, day)| NaiveDate::from_ymd_opt(d.year, month, day))
+        .ok_or_else(|| FieldViolation::new(field, "must be a full, valid date"))
+}
+
+/// A calendar date as `google.type.Date`.
+pub fn date(d: NaiveDate) -> Date {
+    Date {
+        year: d.year(),
+        month: i32::try_from(d.month()).unwrap_or(0),
+        day: i32::try_from(d.day()).unwrap_or(0),
+    }
+}
+
+/// How services store a provider: `MP`, `FMS`, `SFT` (`None` for UNSPECIFIED).
+pub fn provider_code(provider: Provider) -> Option<&'static str> {
+    match provider {
+        Provider::Mp => Some("MP"),
+        Provider::Fms => Some("FMS"),
+        Provider::Sft => Some("SFT"),
+        Provider::Unspecified => None,
+    }
+}
+
+/// The provider of a stored code (UNSPECIFIED for anything else).
+pub fn provider_from_code(code: &str) -> Provider {
+    match code {
+        "MP" => Provider::Mp,
+        "FMS" => Provider::Fms,
+        "SFT" => Provider::Sft,
+        _ => Provider::Unspecified,
+    }
 }
 
 /// A decimal amount as `google.type.Money` (nanos precision; finer digits are cut).
@@ -272,5 +313,19 @@ mod tests {
         assert!(request_id("has space", "request_id", true).is_err());
         let t = Utc::now();
         assert_eq!(from_timestamp(&timestamp(t), "t").unwrap(), t);
+        let day = NaiveDate::from_ymd_opt(2025, 3, 7).unwrap();
+        assert_eq!(from_date(Some(&date(day)), "start_date").unwrap(), day);
+        let bad = Date {
+            year: 2025,
+            month: 2,
+            day: 30,
+        };
+        assert_eq!(
+            from_date(Some(&bad), "start_date").unwrap_err().field,
+            "start_date"
+        );
+        for provider in [Provider::Mp, Provider::Fms, Provider::Sft] {
+            assert_eq!(provider_from_code(provider_code(provider).unwrap()), provider);
+        }
     }
 }

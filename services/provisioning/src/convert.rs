@@ -1,8 +1,6 @@
 //! Stored rows ↔ API messages: states, providers, timestamps.
 
-use chrono::{DateTime, Utc};
 use esim_proto::provisioning::v1 as pb;
-use esim_proto::r#type::v1::Provider;
 
 use crate::entity::{addon, esim};
 use crate::ids;
@@ -128,32 +126,9 @@ impl AddonState {
     }
 }
 
-/// The stored provider text of an API provider.
-pub fn provider_text(provider: Provider) -> Option<&'static str> {
-    match provider {
-        Provider::Mp => Some("MP"),
-        Provider::Fms => Some("FMS"),
-        Provider::Sft => Some("SFT"),
-        Provider::Unspecified => None,
-    }
-}
-
-fn provider_proto(text: &str) -> Provider {
-    match text {
-        "MP" => Provider::Mp,
-        "FMS" => Provider::Fms,
-        "SFT" => Provider::Sft,
-        _ => Provider::Unspecified,
-    }
-}
-
-/// A protobuf timestamp.
-pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
+pub use esim_runtime::api::{
+    provider_code as provider_text, provider_from_code as provider_proto, timestamp,
+};
 
 /// Whether `DeliverEsim` can hand the eSIM over.
 pub fn installation_ready(row: &esim::Model) -> bool {

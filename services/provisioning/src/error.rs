@@ -96,6 +96,12 @@ pub type Result<T, E = ProvisioningError> = std::result::Result<T, E>;
 /// How long a caller should wait before retrying a provision that found no SIM.
 pub const EXHAUSTED_RETRY_AFTER: Duration = Duration::from_secs(60);
 
+impl From<esim_runtime::api::FieldViolation> for ProvisioningError {
+    fn from(violation: esim_runtime::api::FieldViolation) -> Self {
+        Self::invalid(violation.field, violation.message)
+    }
+}
+
 impl From<ProvisioningError> for Status {
     fn from(err: ProvisioningError) -> Self {
         let code = err.code();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use esim_domain::{ActivationCode, Eid, Iccid};
 use esim_proto::provisioning::v1::{self as pb, provisioning_service_server::ProvisioningService};
 use esim_proto::r#type::v1::Provider;
-use esim_runtime::request_id;
+use esim_runtime::{api::page_size, request_id};
 use esim_upstream::mp::MpClient;
 use esim_upstream::mp::wire::SwitchButton;
 use esim_upstream::sft::{LifeCycle, SftClient};
@@ -221,7 +221,7 @@ impl Provisioning {
     }
 
     async fn list_esims(&self, req: pb::ListEsimsRequest) -> Result<pb::ListEsimsResponse> {
-        let size = page_size(req.page_size, 50, 500)?;
+        let size = usize::try_from(page_size(req.page_size, 50, 500)?).unwrap_or(500);
         let mut query = esim::Entity::find();
         let mut filters = Vec::new();
         if !req.order.is_empty() {
@@ -619,7 +619,7 @@ impl Provisioning {
     }
 
     async fn list_addons(&self, req: pb::ListAddonsRequest) -> Result<pb::ListAddonsResponse> {
-        let size = page_size(req.page_size, 50, 100)?;
+        let size = usize::try_from(page_size(req.page_size, 50, 100)?).unwrap_or(100);
         let esim = self.load("parent", &req.parent).await?;
         let mut query = addon::Entity::find().filter(addon::Column::EsimId.eq(esim.id.clone()));
         if let Some(last) = ids::parse_page_token(&req.page_token, &esim.id)? {
@@ -642,15 +642,6 @@ impl Provisioning {
             addons: rows.iter().map(convert::addon).collect(),
             next_page_token,
         })
-    }
-}
-
-/// `page_size`: 0 means `default`, above `max` is capped (AIP-158), negative is invalid.
-fn page_size(value: i32, default: usize, max: usize) -> Result<usize> {
-    match value {
-        0 => Ok(default),
-        v if v < 0 => Err(ProvisioningError::invalid("page_size", "must not be negative")),
-        v => Ok(usize::try_from(v).unwrap_or(max).min(max)),
     }
 }
 

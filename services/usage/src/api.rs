@@ -100,7 +100,7 @@ impl UsageApi {
         let plan_end = req
             .plan_end_time
             .as_ref()
-            .map(|t| convert::from_timestamp("plan_end_time", t))
+            .map(|t| convert::from_timestamp(t, "plan_end_time"))
             .transpose()?;
 
         let now = store::stored_time(Utc::now());
@@ -213,8 +213,8 @@ impl UsageApi {
         request_id: &str,
     ) -> Result<pb::ListDailyUsageResponse> {
         let esim_id = parse_name("parent", "esims", &req.parent)?;
-        let start = convert::from_date("start_date", req.start_date.as_ref())?;
-        let end = convert::from_date("end_date", req.end_date.as_ref())?;
+        let start = convert::from_date(req.start_date.as_ref(), "start_date")?;
+        let end = convert::from_date(req.end_date.as_ref(), "end_date")?;
         if end < start {
             return Err(UsageError::invalid("end_date", "must not be before start_date"));
         }
@@ -328,7 +328,7 @@ impl UsageApi {
             esim,
             kinds: kinds.to_vec(),
             create_time_start: start
-                .map(|t| convert::from_timestamp("create_time_start", t))
+                .map(|t| convert::from_timestamp(t, "create_time_start"))
                 .transpose()?,
         })
     }

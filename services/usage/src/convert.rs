@@ -1,71 +1,14 @@
 //! Conversions between stored rows and API messages, and request-field validation.
 
-use chrono::{DateTime, NaiveDate, Utc};
-use esim_proto::google::r#type::Date;
-use esim_proto::r#type::v1::Provider;
 use esim_proto::usage::v1 as pb;
-use prost_types::Timestamp;
 
 use crate::entity::{alert, esim, snapshot};
 use crate::error::{Result, UsageError};
 
-/// Stored provider text.
-pub fn provider_text(p: Provider) -> Option<&'static str> {
-    match p {
-        Provider::Mp => Some("MP"),
-        Provider::Fms => Some("FMS"),
-        Provider::Sft => Some("SFT"),
-        Provider::Unspecified => None,
-    }
-}
-
-/// The API provider of stored text.
-pub fn provider_of(text: &str) -> Provider {
-    match text {
-        "MP" => Provider::Mp,
-        "FMS" => Provider::Fms,
-        "SFT" => Provider::Sft,
-        _ => Provider::Unspecified,
-    }
-}
-
-/// A protobuf timestamp.
-pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: t.timestamp(),
-        nanos: i32::try_from(t.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
-/// A protobuf timestamp as UTC time; `field` names it in the error.
-pub fn from_timestamp(field: &str, t: &Timestamp) -> Result<DateTime<Utc>> {
-    u32::try_from(t.nanos)
-        .ok()
-        .filter(|n| *n < 1_000_000_000)
-        .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-        .ok_or_else(|| UsageError::invalid(field, "not a valid timestamp"))
-}
-
-/// A `google.type.Date` as a full calendar date.
-pub fn from_date(field: &str, d: Option<&Date>) -> Result<NaiveDate> {
-    let d = d.ok_or_else(|| UsageError::invalid(field, "is required"))?;
-    u32::try_from(d.month)
-        .ok()
-        .zip(u32::try_from(d.day).ok())
-        .and_then(|(m, day)| NaiveDate::from_ymd_opt(d.year, m, day))
-        .filter(|_| d.year >= 1)
-        .ok_or_else(|| UsageError::invalid(field, "must be a full, valid date"))
-}
-
-/// A calendar date as `google.type.Date`.
-pub fn date(d: NaiveDate) -> Date {
-    use chrono::Datelike;
-    Date {
-        year: d.year(),
-        month: i32::try_from(d.month()).unwrap_or(0),
-        day: i32::try_from(d.day()).unwrap_or(0),
-    }
-}
+pub use esim_runtime::api::{
+    date, from_date, from_timestamp, provider_code as provider_text, provider_from_code as provider_of,
+    timestamp,
+};
 
 /// Resource ids: 1-128 characters of `[A-Za-z0-9._~-]`.
 fn valid_id(id: &str) -> bool {
@@ -78,13 +21,7 @@ fn valid_id(id: &str) -> bool {
 
 /// `{collection}/{id}` → id.
 pub fn parse_name<'a>(field: &str, collection: &str, name: &'a str) -> Result<&'a str> {
-    if name.is_empty() {
-        return Err(UsageError::invalid(field, "is required"));
-    }
-    name.strip_prefix(collection)
-        .and_then(|rest| rest.strip_prefix('/'))
-        .filter(|id| valid_id(id))
-        .ok_or_else(|| UsageError::invalid(field, format!("must be {collection}/{{id}}")))
+    Ok(esim_runtime::api::resource_id(name, collection, field, valid_id)?)
 }
 
 /// `esims/{esim}/usage` → the eSIM id.
@@ -99,18 +36,7 @@ pub fn parse_usage_name(name: &str) -> Result<&str> {
 
 /// AIP-155 request ids: empty, or 1-64 characters of `[A-Za-z0-9._~:-]`.
 pub fn check_request_id(id: &str) -> Result<()> {
-    if id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._~:-".contains(&b))
-    {
-        Ok(())
-    } else {
-        Err(UsageError::invalid(
-            "request_id",
-            "must be 1-64 characters of [A-Za-z0-9._~:-]",
-        ))
-    }
+    Ok(esim_runtime::api::request_id(id, "request_id", false)?)
 }
 
 /// The usage of `row` from `snap` (none: counters 0, no snapshot time).
@@ -199,24 +125,11 @@ mod tests {
     }
 
     #[test]
-    fn cursors_and_dates() {
+    fn cursors() {
         assert_eq!(parse_cursor("c", "").unwrap(), 0);
         assert_eq!(parse_cursor("c", "42").unwrap(), 42);
         assert!(parse_cursor("c", "-1").is_err());
         assert!(parse_cursor("c", "+1").is_err());
         assert!(parse_cursor("c", "x").is_err());
-        let d = Date {
-            year: 2025,
-            month: 2,
-            day: 29,
-        };
-        assert!(from_date("start_date", Some(&d)).is_err());
-        let d = Date {
-            year: 2024,
-            month: 2,
-            day: 29,
-        };
-        assert_eq!(date(from_date("start_date", Some(&d)).unwrap()), d);
-        assert!(from_date("start_date", None).is_err());
     }
 }

@@ -43,6 +43,12 @@ impl UsageError {
 /// The crate's result type.
 pub type Result<T, E = UsageError> = std::result::Result<T, E>;
 
+impl From<esim_runtime::api::FieldViolation> for UsageError {
+    fn from(violation: esim_runtime::api::FieldViolation) -> Self {
+        Self::invalid(violation.field, violation.message)
+    }
+}
+
 impl From<UsageError> for Status {
     fn from(err: UsageError) -> Self {
         match err {
