@@ -3,8 +3,9 @@
 //! when `DATABASE_URL` names a PostgreSQL server — PostgreSQL.
 //!
 //! `cargo bench -p esim-usage --bench alarm_callbacks`; `BENCH_REQUESTS` (default 20000) and
-//! `BENCH_CONCURRENCY` (default 50) tune the load. One in ten callbacks repeats an earlier
-//! one, as MP's retries would; repeats must store nothing.
+//! `BENCH_CONCURRENCY` (default 50) tune the load. The callbacks are for 1,000 tracked MP
+//! orders at rising percentages, as MP sends them; one in ten repeats an earlier one, as MP's
+//! retries would, and must store nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,6 +52,7 @@ async fn main() {
             },
             shutdown.clone(),
         );
+        track_orders(&core).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!(
             "http://{}/callbacks/mp/alarm?token={TOKEN}",
@@ -81,10 +83,11 @@ async fn main() {
                     if i >= requests {
                         return (latencies, failures);
                     }
-                    // Every tenth callback repeats the previous order's.
+                    // Every tenth callback repeats the previous one.
                     let n = if i % 10 == 9 { i - 1 } else { i };
+                    let (order, percent) = (n % ORDERS, 1 + (n / ORDERS) % 100);
                     let body = format!(
-                        r#"{{"eid":"89049032123451234512345678901235","packageCode":"LP1","orderCode":"ORDER_{n}","packageUsedRate":"84%","requestId":"b{i}"}}"#
+                        r#"{{"eid":"89049032123451234512345678901235","packageCode":"LP1","orderCode":"ORDER_{order}","packageUsedRate":"{percent}%","requestId":"b{i}"}}"#
                     );
                     let t = Instant::now();
                     let ok = client
@@ -120,6 +123,28 @@ async fn main() {
             pct(0.99).as_secs_f64() * 1000.0,
         );
         shutdown.cancel();
+    }
+}
+
+/// MP orders the callbacks are for.
+const ORDERS: usize = 1_000;
+
+/// Tracks `ORDERS` MP eSIMs, as ordering does when an order becomes active.
+async fn track_orders(core: &Arc<Core>) {
+    use esim_proto::usage::v1::{StartUsageTrackingRequest, usage_service_server::UsageService};
+    let api = esim_usage::api::UsageApi::new(core.clone());
+    for n in 0..ORDERS {
+        let request = StartUsageTrackingRequest {
+            esim: format!("esims/bench-{n}"),
+            order: format!("orders/bench-{n}"),
+            provider: esim_proto::r#type::v1::Provider::Mp as i32,
+            mp_order_codes: vec![format!("ORDER_{n}")],
+            plan_data_bytes: 1 << 30,
+            ..Default::default()
+        };
+        api.start_usage_tracking(tonic::Request::new(request))
+            .await
+            .expect("tracked");
     }
 }
 

@@ -102,13 +102,25 @@ async fn alert_of(core: &Core, body: &[u8]) -> Result<Option<NewAlert>> {
     let Some(percent) = alarm.used_percent.floor().to_i32().map(|p| p.clamp(0, 100)) else {
         return Ok(None);
     };
-    let mut tracked = store::esim_of_mp_order(&core.db, order_code).await?;
-    if tracked.is_none()
-        && let EsimRef::Iccid(iccid) = &alarm.eid
-    {
-        tracked = store::find_esim_by_iccid(&core.db, iccid.as_str()).await?;
-    }
-    let (esim, order_name) = tracked.map_or((String::new(), String::new()), |t| (t.esim, t.order_name));
+    let (esim, order_name) = match core.cached_mp_order(order_code) {
+        Some(known) => known,
+        None => {
+            let mut tracked = store::esim_of_mp_order(&core.db, order_code).await?;
+            if tracked.is_none()
+                && let EsimRef::Iccid(iccid) = &alarm.eid
+            {
+                tracked = store::find_esim_by_iccid(&core.db, iccid.as_str()).await?;
+            }
+            match tracked {
+                Some(t) => {
+                    core.cache_mp_order(order_code, &t.esim, &t.order_name);
+                    (t.esim, t.order_name)
+                }
+                // Not tracked (yet): stored without an eSIM, and looked up again next time.
+                None => (String::new(), String::new()),
+            }
+        }
+    };
     Ok(Some(NewAlert {
         dedup_key: format!("mp:{order_code}:u{percent}"),
         esim,

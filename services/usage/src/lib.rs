@@ -57,6 +57,10 @@ pub struct Core {
     pub alerts_added: Notify,
     /// One refresh at a time per eSIM (in this replica), so concurrent reads coalesce.
     refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// MP order code → (eSIM id, order name) of tracked eSIMs, so a burst of alarm callbacks
+    /// does not look the same mapping up again for each one; the mapping never changes once
+    /// tracked, so the cache cannot go stale, only be cleared when it grows too large.
+    mp_order_esims: Mutex<HashMap<String, (String, String)>>,
     /// This replica's lease owner id.
     pub instance: String,
     pub shutdown: CancellationToken,
@@ -78,9 +82,30 @@ impl Core {
             config,
             alerts_added: Notify::new(),
             refresh_locks: Mutex::new(HashMap::new()),
+            mp_order_esims: Mutex::new(HashMap::new()),
             instance: uuid::Uuid::new_v4().to_string(),
             shutdown,
         })
+    }
+}
+
+/// Most MP order codes kept in [`Core`]'s lookup cache before it is cleared.
+const MP_ORDER_CACHE_LIMIT: usize = 100_000;
+
+impl Core {
+    /// The tracked eSIM id and order name of MP order `code`, if cached.
+    pub fn cached_mp_order(&self, code: &str) -> Option<(String, String)> {
+        self.mp_order_esims.lock().ok()?.get(code).cloned()
+    }
+
+    /// Remembers that MP order `code` belongs to `esim` of `order_name`.
+    pub fn cache_mp_order(&self, code: &str, esim: &str, order_name: &str) {
+        if let Ok(mut cache) = self.mp_order_esims.lock() {
+            if cache.len() >= MP_ORDER_CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(code.to_owned(), (esim.to_owned(), order_name.to_owned()));
+        }
     }
 }
 
