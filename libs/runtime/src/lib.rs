@@ -2,12 +2,14 @@
 //! configuration from the environment ([`config`]), logging ([`telemetry`]), database connect
 //! and migrations ([`db`]), the gRPC server with health, reflection, request ids and graceful
 //! shutdown ([`server`], [`request_id`]), gRPC error helpers ([`status`]), and the binary
-//! bootstrap ([`service`]), and the conversions every API shares ([`api`]).
+//! bootstrap ([`service`]), the conversions every API shares ([`api`]), and
+//! secrets at rest ([`crypto`]).
 
 /// Configuration from the environment (the `esim-config` crate, shared with the upstream
 /// clients and the sandbox).
 pub use esim_config as config;
 pub mod api;
+pub mod crypto;
 pub mod db;
 pub mod request_id;
 pub mod server;

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use esim_runtime::config::{ConfigError, Env};
 
-use crate::crypto::{self, CodeCipher, KeyError};
+use esim_runtime::crypto::{KeyError, KeyRing};
+
+use crate::crypto::{self, CodeCipher};
 
 /// Tunables of the SFT provision flow.
 #[derive(Debug, Clone)]
@@ -58,52 +60,12 @@ impl Settings {
     }
 }
 
-/// Why the activation-code keys cannot be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum KeySetupError {
-    /// A key setting is unusable.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// A key setting could not be read.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// No key is configured and the database is not SQLite.
-    #[error(
-        "{0} must be set (base64 of 32 random bytes, e.g. `openssl rand -base64 32`): the \
-         development key is only used with SQLite"
-    )]
-    Missing(String),
-}
-
 /// The activation-code key ring: `PROVISIONING_ACTIVATION_CODE_KEY` (or `_FILE`) encrypts,
 /// `PROVISIONING_ACTIVATION_CODE_KEYS` (comma-separated, or `_FILE`) holds retired keys that
 /// still decrypt. Without a key, a SQLite database (a local run) uses the documented
 /// development key and a PostgreSQL one refuses to start.
-pub fn cipher_from_env(env: &Env, database_url: &str) -> Result<CodeCipher, KeySetupError> {
-    let current_key = env.key("ACTIVATION_CODE_KEY");
-    let Some(current) = env.secret("ACTIVATION_CODE_KEY")? else {
-        if database_url.starts_with("sqlite:") {
-            tracing::warn!(
-                setting = %current_key,
-                "no activation-code key configured: using the public development key (SQLite only)"
-            );
-            return Ok(CodeCipher::development());
-        }
-        return Err(KeySetupError::Missing(current_key));
-    };
-    let current = crypto::parse_key(&current_key, &current)?;
-    let old_key = env.key("ACTIVATION_CODE_KEYS");
-    let old = env
-        .secret("ACTIVATION_CODE_KEYS")?
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(|k| crypto::parse_key(&old_key, k))
-        .collect::<Result<Vec<_>, _>>()?;
-    let cipher = CodeCipher::new(current, old);
-    tracing::info!(key_id = cipher.current_key_id(), "activation-code key loaded");
-    Ok(cipher)
+pub fn cipher_from_env(env: &Env, database_url: &str) -> Result<CodeCipher, KeyError> {
+    KeyRing::from_env(env, "ACTIVATION_CODE_KEY", database_url, crypto::DEV_KEY_LABEL).map(CodeCipher::from)
 }
 
 #[cfg(test)]
