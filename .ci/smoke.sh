@@ -53,6 +53,32 @@ bad=$(grpcurl -plaintext -d '{"country_code":"XX"}' 127.0.0.1:50051 esim.catalog
 grep -q "InvalidArgument" <<<"$bad" || fail "unknown country: expected InvalidArgument, got: $bad"
 echo "catalog: $(grep -c '"name": "products/' <<<"$products") products for JP through the gateway"
 
+# ... buys the cheapest MP plan, watches the order become ACTIVE, receives the eSIM with its QR
+# code and install links, and sees its usage.
+product=$(grep -o '"name": "products/mp-[^"]*"' <<<"$products" | head -1 | cut -d'"' -f4)
+[ -n "$product" ] || fail "no MP product for JP: $products"
+order=$(grpcurl -plaintext -d "{\"request_id\":\"smoke-order-1\",\"order\":{\"product\":\"$product\",\"cycle_count\":1,\"customer_reference\":\"smoke\",\"customer_email\":\"smoke@example.com\"}}" \
+  127.0.0.1:50051 esim.ordering.v1.OrderingService/CreateOrder) || fail "CreateOrder"
+order_name=$(grep -o '"name": "orders/[^"]*"' <<<"$order" | head -1 | cut -d'"' -f4)
+for _ in $(seq 1 40); do
+  order=$(grpcurl -plaintext -d "{\"name\":\"$order_name\"}" 127.0.0.1:50051 esim.ordering.v1.OrderingService/GetOrder) \
+    || fail "GetOrder"
+  grep -q '"state": "ORDER_STATE_ACTIVE"' <<<"$order" && break
+  sleep 0.5
+done
+grep -q '"state": "ORDER_STATE_ACTIVE"' <<<"$order" || fail "order not ACTIVE: $order"
+esim=$(grep -o '"esim": "esims/[^"]*"' <<<"$order" | cut -d'"' -f4)
+delivery=$(grpcurl -plaintext -d "{\"name\":\"$esim\"}" 127.0.0.1:50051 esim.provisioning.v1.ProvisioningService/DeliverEsim) \
+  || fail "DeliverEsim"
+grep -q '"activationCode": "LPA:1\$' <<<"$delivery" || fail "no activation code in the hand-over"
+grep -q '"qrCodePng": "iVBOR' <<<"$delivery" || fail "no PNG QR code in the hand-over"
+usage=$(grpcurl -plaintext -d "{\"name\":\"$esim/usage\"}" 127.0.0.1:50051 esim.usage.v1.UsageService/GetUsage) \
+  || fail "GetUsage"
+grep -q '"totalBytes"' <<<"$usage" || fail "no usage: $usage"
+matching_id=$(grep -o '"matchingId": "[^"]*"' <<<"$delivery" | cut -d'"' -f4)
+[ -n "$matching_id" ] && grep -qF "$matching_id" "$log" && fail "an activation code reached the log"
+echo "journey: $order_name ACTIVE, $esim delivered with its QR code, usage known"
+
 kill -INT "$pid"
 for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
 kill -0 "$pid" 2>/dev/null && fail "the suite did not stop on Ctrl-C"

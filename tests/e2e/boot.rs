@@ -135,9 +135,18 @@ async fn gateway_forwards_by_service_name() {
         "{status:?}"
     );
 
-    // The other backends are still reached (their methods land with their issues).
+    // The other backends are still reached: ordering itself refuses the empty request, naming
+    // the field, and the request id came through.
     let status = call(gateway.clone(), "/esim.ordering.v1.OrderingService/GetOrder").await;
-    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("name"), "{status:?}");
+    assert_eq!(
+        status
+            .metadata()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap_or_default()),
+        Some("e2e-forward")
+    );
     // A service nobody serves is refused by the gateway itself.
     let status = call(gateway, "/esim.nothing.v1.Nothing/Get").await;
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");

@@ -30,10 +30,11 @@ impl TestSuite {
         let mut databases = Vec::new();
         // Services holding credentials refuse to start on PostgreSQL without real keys; tests
         // give them throw-away ones (32 bytes, base64).
-        let mut vars = vec![(
-            "PROVISIONING_ACTIVATION_CODE_KEY".to_owned(),
-            "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=".to_owned(),
-        )];
+        let key = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=".to_owned();
+        let mut vars = vec![
+            ("PROVISIONING_ACTIVATION_CODE_KEY".to_owned(), key.clone()),
+            ("ORDERING_CREDENTIAL_KEY".to_owned(), key),
+        ];
         vars.extend(overrides);
         for prefix in DATABASE_PREFIXES {
             let database = fresh().await?;

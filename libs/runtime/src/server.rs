@@ -10,12 +10,11 @@ use std::{convert::Infallible, future::Future, time::Duration};
 
 use http::{Request, Response};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     body::Body,
     server::NamedService,
     service::{Routes, RoutesBuilder},
-    transport::Server,
+    transport::{Server, server::TcpIncoming},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::Service;
@@ -160,7 +159,9 @@ impl GrpcServer {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(RequestIdLayer)
             .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            // Nagle's algorithm on accepted sockets stalls small request/response exchanges
+            // behind delayed ACKs (tens of ms per hop through the gateway).
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
                 // A dropped sender also means stop.
                 let _ = stop_rx.await;
             });

@@ -13,7 +13,7 @@ use prost::Message;
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, TransactionTrait,
+    QuerySelect, SqlErr,
 };
 use tonic::{Request, Response, Status};
 
@@ -670,7 +670,7 @@ impl CatalogApi {
             "wholesale_price",
         ];
         let paths = mask_paths(req.update_mask.as_ref(), &FIELDS)?;
-        let tx = self.db.begin().await?;
+        let tx = esim_runtime::db::begin_write(&self.db).await?;
         let current = sft_plan::Entity::find()
             .filter(sft_plan::Column::PlanId.eq(id))
             .all(&tx)
@@ -812,7 +812,7 @@ impl CatalogApi {
         }
 
         let now = store::now();
-        let tx = self.db.begin().await?;
+        let tx = esim_runtime::db::begin_write(&self.db).await?;
         let (current, _) = store::load_rule(&tx, provider).await?;
         let mut row = current.clone().unwrap_or(pricing_rule::Model {
             provider: provider.as_str().to_owned(),

@@ -13,7 +13,6 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -349,7 +348,7 @@ impl Syncer {
             ..ProviderResult::default()
         };
         let mut notes = batch.skipped;
-        let tx = self.db.begin().await?;
+        let tx = esim_runtime::db::begin_write(&self.db).await?;
         let existing: HashMap<String, product::Model> = product::Entity::find()
             .filter(product::Column::Provider.eq(provider.as_str()))
             .all(&tx)

@@ -21,7 +21,6 @@ use esim_proto::provisioning::v1::ProvisionEsimRequest;
 use esim_upstream::sft::{AddonInfo, LifeCycle, SimInfo, SimQuery};
 use esim_upstream::{ErrorKind, UpstreamError};
 use rand::seq::SliceRandom;
-use sea_orm::TransactionTrait;
 use tonic::Code;
 
 use crate::convert::AddonState;
@@ -279,7 +278,7 @@ impl Provisioning {
         next.step = "activating".into();
         next.state_reason = "SIM claimed; activating its endpoint".into();
         next.update_time = now;
-        let tx = self.inner.db.begin().await?;
+        let tx = esim_runtime::db::begin_write(&self.inner.db).await?;
         let claimed = store::insert_claim(
             &tx,
             sim_claim::Model {
@@ -459,7 +458,7 @@ impl Provisioning {
                 row.step = "done".into();
                 row.lease_until = None;
                 row.update_time = now;
-                let tx = db.begin().await?;
+                let tx = esim_runtime::db::begin_write(db).await?;
                 store::save_addon(&tx, &pending).await?;
                 store::save_esim(&tx, &row).await?;
                 store::set_claim_status(&tx, &endpoint, &row.id, "assigned", "").await?;

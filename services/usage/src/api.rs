@@ -9,7 +9,7 @@ use esim_proto::r#type::v1::Provider;
 use esim_proto::usage::v1::{self as pb, usage_service_server::UsageService};
 use esim_upstream::mp::DailyTraffic;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveValue::Set, EntityTrait};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -105,7 +105,7 @@ impl UsageApi {
 
         let now = store::stored_time(Utc::now());
         let plan_end = plan_end.map(store::stored_time);
-        let txn = self.core.db.begin().await?;
+        let txn = esim_runtime::db::begin_write(&self.core.db).await?;
         let existing = store::find_esim(&txn, &esim_id).await?;
         if let Some(row) = &existing
             && row.provider != provider

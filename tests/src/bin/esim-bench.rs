@@ -91,7 +91,9 @@ async fn ceiling(args: &Args, servers: &tokio::runtime::Handle) -> load::LoadRep
         let (_reporter, health) = tonic_health::server::health_reporter();
         Server::builder()
             .add_service(health)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            )
             .await
             .expect("bare server");
     });

@@ -1,0 +1,259 @@
+//! Orders per second and the latency the suite adds on top of the upstream.
+//!
+//! `cargo bench -p esim-ordering --bench orders` (add `DATABASE_URL=postgres://...` for
+//! PostgreSQL too; `ORDERS=2000 BUYERS=100 UPSTREAM_MS=50` are the defaults). The sandbox answers
+//! every MP call after `UPSTREAM_MS`; each of `BUYERS` concurrent buyers creates an MP order and
+//! follows it with `WatchOrder` until ACTIVE. Reported: orders/s through to ACTIVE, the latency
+//! of `CreateOrder` itself, and the end-to-end time minus the one upstream call (what the suite
+//! adds: database writes, the saga's steps, the stream). Peers (provisioning, usage) answer from
+//! memory, so only ordering's own cost is measured.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use esim_ordering::{CredentialCipher, Parts, Peers, SagaConfig};
+use esim_proto::catalog::v1 as catalog;
+use esim_proto::google::r#type::Money;
+use esim_proto::ordering::v1 as pb;
+use esim_proto::ordering::v1::ordering_service_client::OrderingServiceClient;
+use esim_proto::ordering::v1::ordering_service_server::OrderingServiceServer;
+use esim_proto::provisioning::v1 as provisioning;
+use esim_proto::r#type::v1 as tpb;
+use esim_proto::usage::v1 as usage;
+use esim_runtime::{GrpcServer, ShutdownPolicy};
+use esim_sandbox::{Fault, Sandbox, SandboxConfig};
+use esim_upstream::config::{FmsConfig, HttpSettings, MpConfig};
+use esim_upstream::fms::FmsClient;
+use esim_upstream::mp::MpClient;
+use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tonic::transport::Channel;
+
+#[derive(Debug)]
+struct InMemoryPeers {
+    product: catalog::Product,
+}
+
+#[async_trait::async_trait]
+impl Peers for InMemoryPeers {
+    async fn get_product(&self, _name: &str, _request_id: &str) -> Result<catalog::Product, Status> {
+        Ok(self.product.clone())
+    }
+    async fn create_esim(
+        &self,
+        request: provisioning::CreateEsimRequest,
+    ) -> Result<provisioning::Esim, Status> {
+        Ok(provisioning::Esim {
+            name: format!("esims/{}", request.request_id.to_lowercase()),
+            ..Default::default()
+        })
+    }
+    async fn provision_esim(
+        &self,
+        _r: provisioning::ProvisionEsimRequest,
+    ) -> Result<provisioning::Esim, Status> {
+        Err(Status::failed_precondition("not used in this benchmark"))
+    }
+    async fn create_addon(
+        &self,
+        _r: provisioning::CreateAddonRequest,
+    ) -> Result<provisioning::Addon, Status> {
+        Err(Status::failed_precondition("not used in this benchmark"))
+    }
+    async fn start_tracking(&self, _r: usage::StartUsageTrackingRequest) -> Result<(), Status> {
+        Ok(())
+    }
+}
+
+fn var(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn run_on(url: &str, label: &str) {
+    let orders = var("ORDERS", 2000);
+    let buyers = var("BUYERS", 100);
+    let upstream_ms = var("UPSTREAM_MS", 50);
+    let stop = CancellationToken::new();
+    let sandbox = Sandbox::new(SandboxConfig::default());
+    sandbox.set_fault("mp.*", Fault::latency(upstream_ms));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sandbox_addr = listener.local_addr().unwrap();
+    {
+        let sandbox = sandbox.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            sandbox
+                .serve(listener, async move { stop.cancelled().await })
+                .await
+        });
+    }
+    let mut rng = esim_sandbox::ids::Rng::new(1);
+    let p = esim_sandbox::catalog::Catalog::generate(&mut rng).mp[0].clone();
+    let product = catalog::Product {
+        name: "products/bench".into(),
+        provider: tpb::Provider::Mp as i32,
+        provider_reference: Some(catalog::product::ProviderReference::Mp(tpb::MpProductReference {
+            goods_id: p.goods_id as i64,
+            product_id: p.product_id as i64,
+            sim_group_code: p.sim_group_code.clone(),
+        })),
+        allowed_cycle_counts: p.allowed_cycles().into_iter().map(|c| c as i32).collect(),
+        wholesale_price: Some(Money {
+            currency_code: "USD".into(),
+            units: 3,
+            nanos: 0,
+        }),
+        retail_price: Some(Money {
+            currency_code: "USD".into(),
+            units: 5,
+            nanos: 0,
+        }),
+        available: true,
+        ..Default::default()
+    };
+    let http = HttpSettings {
+        retry_attempts: 1,
+        breaker_failure_threshold: 1_000_000,
+        ..HttpSettings::default()
+    };
+    let db = esim_runtime::db::connect_and_migrate::<esim_ordering::migration::Migrator>(url, true)
+        .await
+        .unwrap();
+    let (api, _worker) = esim_ordering::start(
+        Parts {
+            db,
+            peers: Arc::new(InMemoryPeers { product }),
+            mp: Arc::new(
+                MpClient::new(MpConfig {
+                    base_url: format!("http://{sandbox_addr}"),
+                    http: http.clone(),
+                    ..MpConfig::default()
+                })
+                .unwrap(),
+            ),
+            fms: Arc::new(
+                FmsClient::new(FmsConfig {
+                    base_url: format!("http://{sandbox_addr}/fms"),
+                    http,
+                    ..FmsConfig::default()
+                })
+                .unwrap(),
+            ),
+            cipher: CredentialCipher::new([9; 32]),
+            saga: SagaConfig {
+                concurrency: 256,
+                ..SagaConfig::default()
+            },
+        },
+        stop.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = GrpcServer::new().add_service(OrderingServiceServer::new(api));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            server
+                .serve(
+                    listener,
+                    async move { stop.cancelled().await },
+                    ShutdownPolicy::default(),
+                )
+                .await
+        });
+    }
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..buyers {
+        let mut client = OrderingServiceClient::new(channel.clone());
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut create_h = Histogram::<u64>::new(3).unwrap();
+            let mut added_h = Histogram::<u64>::new(3).unwrap();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if i >= orders {
+                    break;
+                }
+                let t0 = Instant::now();
+                let order = client
+                    .create_order(pb::CreateOrderRequest {
+                        request_id: format!("bench-{i}"),
+                        order: Some(pb::Order {
+                            product: "products/bench".into(),
+                            customer_reference: format!("buyer-{i}"),
+                            ..Default::default()
+                        }),
+                        expected_retail_price: None,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                create_h.record(t0.elapsed().as_micros() as u64).unwrap();
+                let mut stream = client
+                    .watch_order(pb::WatchOrderRequest {
+                        name: order.name.clone(),
+                        after_event: format!("{}/events/0", order.name),
+                        follow_lifecycle: false,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut last = 0;
+                while let Some(item) = stream.message().await.unwrap() {
+                    last = item.event.map(|e| e.state).unwrap_or_default();
+                }
+                assert_eq!(last, pb::OrderState::Active as i32, "order did not become ACTIVE");
+                let total = t0.elapsed().as_micros() as u64;
+                added_h.record(total.saturating_sub(upstream_ms * 1000)).unwrap();
+            }
+            (create_h, added_h)
+        }));
+    }
+    let mut create_h = Histogram::<u64>::new(3).unwrap();
+    let mut added_h = Histogram::<u64>::new(3).unwrap();
+    for t in tasks {
+        let (c, a) = t.await.unwrap();
+        create_h.add(c).unwrap();
+        added_h.add(a).unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{label}: {orders} orders, {buyers} buyers, upstream {upstream_ms} ms: {:.0} orders/s to ACTIVE; \
+         CreateOrder p50 {:.1} ms p99 {:.1} ms; added end-to-end p50 {:.1} ms p99 {:.1} ms; \
+         activationCode calls {}",
+        orders as f64 / secs,
+        ms(&create_h, 0.5),
+        ms(&create_h, 0.99),
+        ms(&added_h, 0.5),
+        ms(&added_h, 0.99),
+        sandbox.call_count("mp.activationCode"),
+    );
+    stop.cancel();
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let sqlite = esim_runtime::db::testing::fresh_sqlite().unwrap();
+        run_on(&sqlite.url, "sqlite").await;
+        if let Some(admin) = esim_runtime::db::testing::postgres_url() {
+            let pg = esim_runtime::db::testing::fresh_postgres(&admin).await.unwrap();
+            run_on(&pg.url, "postgres").await;
+        }
+    });
+}

@@ -1,0 +1,351 @@
+//! Database access: orders with version-guarded writes that append their state changes as
+//! events in the same transaction, leases for the saga, idempotency keys, FMS accounts and
+//! top-ups. Reads use `.all()` and inserts `exec_without_returning` (no `.one()` on hot paths:
+//! see DESIGN.md on SQLite WAL snapshot pinning).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TryInsertResult,
+};
+use tokio::sync::Notify;
+
+use crate::entity::{fms_account, idempotency_key, order, order_event, top_up};
+use crate::error::Result;
+use crate::model::step;
+
+/// The database plus the in-process wake-up of watchers (other replicas poll).
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The connection pool.
+    pub db: DatabaseConnection,
+    /// Notified after every committed event.
+    pub events: Arc<Notify>,
+}
+
+/// Whether an insert with ON CONFLICT DO NOTHING inserted its row.
+fn inserted(r: TryInsertResult<u64>) -> bool {
+    matches!(r, TryInsertResult::Inserted(n) if n > 0)
+}
+
+impl Store {
+    /// A store over `db`.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            events: Arc::new(Notify::new()),
+        }
+    }
+
+    /// One order.
+    pub async fn order(&self, id: &str) -> Result<Option<order::Model>> {
+        Ok(order::Entity::find()
+            .filter(order::Column::Id.eq(id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// An order's top-ups, oldest first.
+    pub async fn top_ups(&self, order_id: &str) -> Result<Vec<top_up::Model>> {
+        Ok(top_up::Entity::find()
+            .filter(top_up::Column::OrderId.eq(order_id))
+            .order_by_asc(top_up::Column::CreateTime)
+            .order_by_asc(top_up::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// One top-up.
+    pub async fn top_up(&self, id: &str) -> Result<Option<top_up::Model>> {
+        Ok(top_up::Entity::find()
+            .filter(top_up::Column::Id.eq(id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The idempotency key `(scope, request_id)`.
+    pub async fn key(&self, scope: &str, request_id: &str) -> Result<Option<idempotency_key::Model>> {
+        Ok(idempotency_key::Entity::find()
+            .filter(idempotency_key::Column::Scope.eq(scope))
+            .filter(idempotency_key::Column::RequestId.eq(request_id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Records a new order under its idempotency key, with its creating event, atomically.
+    /// Returns false (and writes nothing) when the key exists already.
+    pub async fn create_order(
+        &self,
+        key: idempotency_key::Model,
+        row: order::Model,
+        reason: &str,
+    ) -> Result<bool> {
+        let tx = esim_runtime::db::begin_write(&self.db).await?;
+        let claimed = idempotency_key::Entity::insert(idempotency_key::ActiveModel::from(key).reset_all())
+            .on_conflict_do_nothing()
+            .exec_without_returning(&tx)
+            .await?;
+        if !inserted(claimed) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let event = order_event::Model {
+            order_id: row.id.clone(),
+            sequence: 1,
+            previous_state: String::new(),
+            state: row.state.clone(),
+            reason: reason.to_owned(),
+            create_time: row.create_time,
+        };
+        order::Entity::insert(order::ActiveModel::from(row).reset_all())
+            .exec_without_returning(&tx)
+            .await?;
+        order_event::Entity::insert(order_event::ActiveModel::from(event).reset_all())
+            .exec_without_returning(&tx)
+            .await?;
+        tx.commit().await?;
+        self.events.notify_waiters();
+        Ok(true)
+    }
+
+    /// Writes `new` over `old` if nobody changed the order since `old` was read (its
+    /// `version`), and appends an event when the state changed (`reason`: the event's reason,
+    /// defaulting to the new state reason). Returns the stored row, or `None` when `old` was
+    /// stale (nothing written: reload and decide again).
+    pub async fn write(&self, old: &order::Model, mut new: order::Model) -> Result<Option<order::Model>> {
+        let now = Utc::now();
+        new.version = old.version + 1;
+        new.update_time = now;
+        let state_changed = new.state != old.state;
+        if state_changed {
+            let terminal = crate::model::State::parse(&new.state).is_some_and(|s| s.is_terminal());
+            if terminal && new.end_time.is_none() {
+                new.end_time = Some(now);
+            }
+            if new.state == crate::model::State::Active.as_str() && new.activate_time.is_none() {
+                new.activate_time = Some(now);
+            }
+        }
+        // The lease is not ours to change here: it belongs to `claim` / `release`.
+        let mut changes = order::ActiveModel::from(new.clone()).reset_all();
+        changes.not_set(order::Column::LeaseOwner);
+        changes.not_set(order::Column::LeaseUntil);
+        changes.not_set(order::Column::Id);
+        let tx = esim_runtime::db::begin_write(&self.db).await?;
+        let updated = order::Entity::update_many()
+            .set(changes)
+            .filter(order::Column::Id.eq(old.id.as_str()))
+            .filter(order::Column::Version.eq(old.version))
+            .exec(&tx)
+            .await?;
+        if updated.rows_affected != 1 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        if state_changed {
+            let last = order_event::Entity::find()
+                .filter(order_event::Column::OrderId.eq(old.id.as_str()))
+                .order_by_desc(order_event::Column::Sequence)
+                .limit(1)
+                .all(&tx)
+                .await?;
+            let sequence = last.first().map_or(1, |e| e.sequence + 1);
+            let event = order_event::Model {
+                order_id: old.id.clone(),
+                sequence,
+                previous_state: old.state.clone(),
+                state: new.state.clone(),
+                reason: new.state_reason.clone(),
+                create_time: now,
+            };
+            order_event::Entity::insert(order_event::ActiveModel::from(event).reset_all())
+                .exec_without_returning(&tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if state_changed {
+            self.events.notify_waiters();
+        }
+        Ok(Some(new))
+    }
+
+    /// Orders whose saga step is due and not leased, oldest due first.
+    pub async fn due(&self, now: DateTime<Utc>, limit: u64) -> Result<Vec<order::Model>> {
+        Ok(order::Entity::find()
+            .filter(order::Column::SagaStep.ne(step::DONE))
+            .filter(order::Column::NextAttemptAt.lte(now))
+            .filter(
+                Condition::any()
+                    .add(order::Column::LeaseUntil.is_null())
+                    .add(order::Column::LeaseUntil.lt(now)),
+            )
+            .order_by_asc(order::Column::NextAttemptAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Takes (or extends) the lease of an order for `owner` until `now + lease`: a conditional
+    /// UPDATE that succeeds only when the lease is free, expired or already `owner`'s, so one
+    /// replica at a time runs an order's steps (SQLite and PostgreSQL alike).
+    pub async fn claim(&self, id: &str, owner: &str, lease: Duration) -> Result<bool> {
+        let now = Utc::now();
+        let r = order::Entity::update_many()
+            .col_expr(order::Column::LeaseOwner, Expr::value(owner))
+            .col_expr(order::Column::LeaseUntil, Expr::value(now + lease))
+            .filter(order::Column::Id.eq(id))
+            .filter(
+                Condition::any()
+                    .add(order::Column::LeaseUntil.is_null())
+                    .add(order::Column::LeaseUntil.lt(now))
+                    .add(order::Column::LeaseOwner.eq(owner)),
+            )
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Gives the lease back (only `owner`'s).
+    pub async fn release(&self, id: &str, owner: &str) -> Result<()> {
+        order::Entity::update_many()
+            .col_expr(order::Column::LeaseOwner, Expr::value(Option::<String>::None))
+            .col_expr(
+                order::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(order::Column::Id.eq(id))
+            .filter(order::Column::LeaseOwner.eq(owner))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// An order's events after `after` (sequence), oldest first.
+    pub async fn events_after(
+        &self,
+        order_id: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<order_event::Model>> {
+        Ok(order_event::Entity::find()
+            .filter(order_event::Column::OrderId.eq(order_id))
+            .filter(order_event::Column::Sequence.gt(after))
+            .order_by_asc(order_event::Column::Sequence)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// An order's latest event.
+    pub async fn last_event(&self, order_id: &str) -> Result<Option<order_event::Model>> {
+        Ok(order_event::Entity::find()
+            .filter(order_event::Column::OrderId.eq(order_id))
+            .order_by_desc(order_event::Column::Sequence)
+            .limit(1)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// A customer's FMS account.
+    pub async fn fms_account(&self, customer_reference: &str) -> Result<Option<fms_account::Model>> {
+        Ok(fms_account::Entity::find()
+            .filter(fms_account::Column::CustomerReference.eq(customer_reference))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Inserts an FMS account unless one exists; returns the stored one.
+    pub async fn insert_fms_account(&self, row: fms_account::Model) -> Result<fms_account::Model> {
+        let reference = row.customer_reference.clone();
+        fms_account::Entity::insert(fms_account::ActiveModel::from(row).reset_all())
+            .on_conflict_do_nothing()
+            .exec_without_returning(&self.db)
+            .await?;
+        self.fms_account(&reference)
+            .await?
+            .ok_or_else(|| crate::error::OrderingError::Internal("FMS account vanished".into()))
+    }
+
+    /// Updates an FMS account's e-mail, password and status, if it is still as `old`.
+    pub async fn update_fms_account(
+        &self,
+        old: &fms_account::Model,
+        email: &str,
+        passwd_enc: &str,
+        status: &str,
+    ) -> Result<bool> {
+        let r = fms_account::Entity::update_many()
+            .col_expr(fms_account::Column::Email, Expr::value(email))
+            .col_expr(fms_account::Column::PasswdEnc, Expr::value(passwd_enc))
+            .col_expr(fms_account::Column::Status, Expr::value(status))
+            .col_expr(fms_account::Column::UpdateTime, Expr::value(Utc::now()))
+            .filter(fms_account::Column::CustomerReference.eq(old.customer_reference.as_str()))
+            .filter(fms_account::Column::PasswdEnc.eq(old.passwd_enc.as_str()))
+            .filter(fms_account::Column::Status.eq(old.status.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+
+    /// Records a new top-up under its idempotency key, atomically. False: the key exists.
+    pub async fn create_top_up(&self, key: idempotency_key::Model, row: top_up::Model) -> Result<bool> {
+        let tx = esim_runtime::db::begin_write(&self.db).await?;
+        let claimed = idempotency_key::Entity::insert(idempotency_key::ActiveModel::from(key).reset_all())
+            .on_conflict_do_nothing()
+            .exec_without_returning(&tx)
+            .await?;
+        if !inserted(claimed) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        top_up::Entity::insert(top_up::ActiveModel::from(row).reset_all())
+            .exec_without_returning(&tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Moves a top-up from one of `from` states to `row`'s state and fields.
+    pub async fn update_top_up(&self, row: &top_up::Model, from: &[&str]) -> Result<bool> {
+        let mut new = row.clone();
+        new.update_time = Utc::now();
+        let r = top_up::Entity::update_many()
+            .set(top_up::ActiveModel::from(new).reset_all())
+            .filter(top_up::Column::Id.eq(row.id.as_str()))
+            .filter(top_up::Column::State.is_in(from.iter().copied()))
+            .exec(&self.db)
+            .await?;
+        Ok(r.rows_affected == 1)
+    }
+}
+
+/// An idempotency key row.
+pub fn key_row(
+    scope: &str,
+    request_id: &str,
+    fingerprint: String,
+    order_id: &str,
+    resource_id: Option<String>,
+) -> idempotency_key::Model {
+    idempotency_key::Model {
+        scope: scope.to_owned(),
+        request_id: request_id.to_owned(),
+        fingerprint,
+        order_id: order_id.to_owned(),
+        resource_id,
+        create_time: Utc::now(),
+    }
+}
