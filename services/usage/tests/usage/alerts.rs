@@ -89,6 +89,12 @@ async fn sandbox_thresholds_reach_watchers_in_order_and_resumed_watchers_miss_no
         drop(first);
         assert!(h.sandbox.set_mp_usage_mb(&code, 1024.0));
         wait_for_alerts(&h, 3).await;
+        // The sandbox sends each duplicate right after its original; the last may still be in
+        // flight when the third alert is stored.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while h.sandbox.mp_callbacks_sent().len() < 6 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let sent = h.sandbox.mp_callbacks_sent();
         assert_eq!(sent.len(), 6, "three thresholds, each sent twice: {sent:?}");
 
