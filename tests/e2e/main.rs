@@ -2,4 +2,5 @@
 
 mod boot;
 mod catalog;
+mod journey;
 mod migrations;
