@@ -12,6 +12,7 @@ pub mod api;
 pub mod crypto;
 pub mod db;
 pub mod request_id;
+pub mod schema;
 pub mod server;
 pub mod service;
 pub mod status;

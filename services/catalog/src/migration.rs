@@ -2,6 +2,7 @@
 //! `CATALOG_MIGRATE=false`. Money is stored as exact decimal text (the same on SQLite and
 //! PostgreSQL) next to an integer nanos column that sorting and filtering use.
 
+use esim_runtime::schema::{big, big_null, flag, int, int_null, text, text_null, text_pk, time, time_null};
 use sea_orm_migration::prelude::*;
 
 /// All migrations of the catalog service, oldest first.
@@ -23,40 +24,6 @@ impl MigratorTrait for Migrator {
 /// idempotency keys.
 #[derive(Debug, DeriveMigrationName)]
 struct CreateCatalog;
-
-fn text(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).text().not_null().to_owned()
-}
-fn text_null(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).text().null().to_owned()
-}
-fn big(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).big_integer().not_null().to_owned()
-}
-fn big_null(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).big_integer().null().to_owned()
-}
-fn int(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).integer().not_null().to_owned()
-}
-fn int_null(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).integer().null().to_owned()
-}
-fn flag(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).boolean().not_null().to_owned()
-}
-fn time(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
-}
-fn time_null(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).timestamp_with_time_zone().null().to_owned()
-}
-fn text_pk(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).text().not_null().primary_key().to_owned()
-}
 
 const TABLES: [&str; 7] = [
     "catalog_product_countries",

@@ -1,6 +1,7 @@
 //! The provisioning service's schema. Each service owns its tables; migrations run at start
 //! unless `PROVISIONING_MIGRATE=false`.
 
+use esim_runtime::schema::{text, text_null, text_pk, time, time_null};
 use sea_orm_migration::prelude::*;
 
 /// All migrations of the provisioning service, oldest first.
@@ -21,25 +22,6 @@ impl MigratorTrait for Migrator {
 /// eSIMs, add-ons, SIM claims and idempotency keys.
 #[derive(Debug, DeriveMigrationName)]
 struct CreateProvisioning;
-
-fn text(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).text().not_null().to_owned()
-}
-fn text_null(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).text().null().to_owned()
-}
-fn time(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
-}
-fn time_null(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).timestamp_with_time_zone().null().to_owned()
-}
-fn text_pk(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).text().not_null().primary_key().to_owned()
-}
 
 const TABLES: [&str; 4] = [
     "provisioning_esims",

@@ -8,6 +8,7 @@
 //! * `usage_alerts`: the alert log. `id` is the cursor (append-only, increasing); `dedup_key`
 //!   is UNIQUE so a repeated alert inserts nothing.
 
+use esim_runtime::schema::{big, flag, int, text, text_null, time, time_null};
 use sea_orm_migration::prelude::*;
 
 /// All migrations of the usage service, oldest first.
@@ -28,30 +29,6 @@ impl MigratorTrait for Migrator {
 #[derive(Debug, DeriveMigrationName)]
 struct CreateUsage;
 
-fn text(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).text().not_null().to_owned()
-}
-fn text_null(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).text().null().to_owned()
-}
-fn big(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).big_integer().not_null().to_owned()
-}
-fn int(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).integer().not_null().to_owned()
-}
-fn flag(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).boolean().not_null().to_owned()
-}
-fn time(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
-}
-fn time_null(name: &'static str) -> ColumnDef {
-    ColumnDef::new(name).timestamp_with_time_zone().null().to_owned()
-}
 fn serial_pk(name: &'static str) -> ColumnDef {
     ColumnDef::new(name)
         .big_integer()
