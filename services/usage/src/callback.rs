@@ -73,11 +73,11 @@ async fn alarm(
             return answer(StatusCode::SERVICE_UNAVAILABLE, 503, "try again");
         }
     };
-    match store::insert_alert(&core.db, &alert, Utc::now()).await {
+    let (order_code, percent) = (alert.mp_order_code.clone(), alert.threshold_percent);
+    match core.store_alert(alert).await {
         Ok(inserted) => {
             if let Some(id) = inserted {
-                tracing::info!(cursor = id, order_code = %alert.mp_order_code, percent = alert.threshold_percent, "MP alarm stored");
-                core.alerts_added.notify_waiters();
+                tracing::info!(cursor = id, order_code = %order_code, percent, "MP alarm stored");
             }
             answer(StatusCode::OK, 200, "Success")
         }

@@ -21,10 +21,11 @@ pub mod migration;
 pub mod poller;
 pub mod refresh;
 pub mod store;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use esim_proto::usage::v1::usage_service_server::UsageServiceServer;
@@ -61,6 +62,8 @@ pub struct Core {
     /// does not look the same mapping up again for each one; the mapping never changes once
     /// tracked, so the cache cannot go stale, only be cleared when it grows too large.
     mp_order_esims: Mutex<HashMap<String, (String, String)>>,
+    /// Appends every alert this replica stores; started on first use, inside the runtime.
+    alert_writer: OnceLock<writer::AlertWriter>,
     /// This replica's lease owner id.
     pub instance: String,
     pub shutdown: CancellationToken,
@@ -83,6 +86,7 @@ impl Core {
             alerts_added: Notify::new(),
             refresh_locks: Mutex::new(HashMap::new()),
             mp_order_esims: Mutex::new(HashMap::new()),
+            alert_writer: OnceLock::new(),
             instance: uuid::Uuid::new_v4().to_string(),
             shutdown,
         })
@@ -106,6 +110,22 @@ impl Core {
             }
             cache.insert(code.to_owned(), (esim.to_owned(), order_name.to_owned()));
         }
+    }
+}
+
+impl Core {
+    /// Appends `alert` to the log unless its dedup key is stored, waking watchers; returns its
+    /// cursor id (`None` for a duplicate) once committed.
+    pub async fn store_alert(&self, alert: store::NewAlert) -> error::Result<Option<i64>> {
+        let id = self
+            .alert_writer
+            .get_or_init(|| writer::AlertWriter::spawn(self.db.clone()))
+            .append(alert)
+            .await?;
+        if id.is_some() {
+            self.alerts_added.notify_waiters();
+        }
+        Ok(id)
     }
 }
 

@@ -82,9 +82,8 @@ async fn poll_one(core: &Core, row: &esim::Model, alerted: &mut Vec<String>) -> 
         if alerted.contains(&tail) {
             continue;
         }
-        if store::insert_alert(&core.db, &alert, Utc::now()).await?.is_some() {
+        if core.store_alert(alert).await?.is_some() {
             stored += 1;
-            core.alerts_added.notify_waiters();
         }
         alerted.push(tail);
     }

@@ -1,11 +1,15 @@
 //! Database access. Reads use `.all()` (never `.one()`, which pins SQLite WAL snapshots) and
-//! writes use `Entity::insert(..).exec*` / `update_many`.
+//! writes use `Entity::insert(..).exec*` / `update_many`, except [`insert_alerts`]: its
+//! `INSERT .. SELECT .. FROM (VALUES ..)` is raw SQL, which sea-query does not build.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, Value,
 };
 
 use crate::entity::{alert, daily, esim, mp_order, snapshot};
@@ -136,53 +140,79 @@ pub struct NewAlert {
     pub eid: String,
 }
 
-/// Appends `alert` unless one with its dedup key exists. Returns the new cursor id, or `None`
-/// for a duplicate. The look-up first keeps duplicates from consuming PostgreSQL sequence
-/// values (gaps make watchers wait); the UNIQUE key and `DO NOTHING` settle races.
-pub async fn insert_alert<C: ConnectionTrait>(
+/// The columns [`insert_alerts`] writes, in the order of its `VALUES` rows; `dedup_key` first,
+/// as `column1` of the `VALUES` list (the name both databases give it).
+const ALERT_COLUMNS: &str = "dedup_key, esim, order_name, provider, kind, source, threshold_percent, \
+     expire_time, mp_order_code, mp_package_code, eid, create_time";
+const ALERT_COLUMN_COUNT: usize = 12;
+
+/// Appends each of `alerts` whose dedup key is not stored yet, in one statement (so one commit
+/// when run outside a transaction). Returns, per alert, its new cursor id or `None` for a
+/// duplicate (of a stored alert or of an earlier one in `alerts`).
+///
+/// The `NOT EXISTS` keeps duplicates from drawing PostgreSQL sequence values, whose gaps make
+/// watchers wait (see `GAP_GRACE` in `api`); `ON CONFLICT DO NOTHING` settles races with other
+/// writers on the UNIQUE `dedup_key` (the only other key, `id`, cannot conflict). It names no
+/// conflict target because SQLite matches a target against the schema it cached when preparing,
+/// and a pooled connection that cached it mid-migration, before the index existed, fails with
+/// "ON CONFLICT clause does not match any PRIMARY KEY or UNIQUE constraint".
+pub async fn insert_alerts<C: ConnectionTrait>(
     db: &C,
-    alert: &NewAlert,
+    alerts: &[NewAlert],
     now: DateTime<Utc>,
-) -> Result<Option<i64>> {
+) -> Result<Vec<Option<i64>>> {
     let now = stored_time(now);
-    let existing = alert::Entity::find()
-        .select_only()
-        .column(alert::Column::Id)
-        .filter(alert::Column::DedupKey.eq(alert.dedup_key.as_str()))
-        .limit(1)
-        .into_tuple::<i64>()
-        .all(db)
-        .await?;
-    if !existing.is_empty() {
-        return Ok(None);
+    let backend = db.get_database_backend();
+    let mut ids = vec![None; alerts.len()];
+    let mut first_of_key: HashMap<&str, usize> = HashMap::with_capacity(alerts.len());
+    let mut rows = Vec::with_capacity(alerts.len());
+    let mut values: Vec<Value> = Vec::with_capacity(alerts.len() * ALERT_COLUMN_COUNT);
+    for (i, alert) in alerts.iter().enumerate() {
+        match first_of_key.entry(alert.dedup_key.as_str()) {
+            Entry::Occupied(_) => continue,
+            Entry::Vacant(slot) => slot.insert(i),
+        };
+        let row: Vec<String> = (values.len() + 1..=values.len() + ALERT_COLUMN_COUNT)
+            .map(|n| match backend {
+                DatabaseBackend::Postgres => format!("${n}"),
+                _ => "?".to_owned(),
+            })
+            .collect();
+        rows.push(format!("({})", row.join(", ")));
+        values.extend([
+            alert.dedup_key.clone().into(),
+            alert.esim.clone().into(),
+            alert.order_name.clone().into(),
+            alert.provider.clone().into(),
+            alert.kind.into(),
+            alert.source.into(),
+            alert.threshold_percent.into(),
+            alert.expire_time.map(stored_time).into(),
+            alert.mp_order_code.clone().into(),
+            alert.mp_package_code.clone().into(),
+            alert.eid.clone().into(),
+            now.into(),
+        ]);
     }
-    let result = alert::Entity::insert(alert::ActiveModel {
-        dedup_key: Set(alert.dedup_key.clone()),
-        esim: Set(alert.esim.clone()),
-        order_name: Set(alert.order_name.clone()),
-        provider: Set(alert.provider.clone()),
-        kind: Set(alert.kind),
-        source: Set(alert.source),
-        threshold_percent: Set(alert.threshold_percent),
-        expire_time: Set(alert.expire_time.map(stored_time)),
-        mp_order_code: Set(alert.mp_order_code.clone()),
-        mp_package_code: Set(alert.mp_package_code.clone()),
-        eid: Set(alert.eid.clone()),
-        create_time: Set(now),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(alert::Column::DedupKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .try_insert()
-    .exec(db)
-    .await?;
-    Ok(match result {
-        TryInsertResult::Inserted(r) => Some(r.last_insert_id),
-        TryInsertResult::Conflicted | TryInsertResult::Empty => None,
-    })
+    if rows.is_empty() {
+        return Ok(ids);
+    }
+    let sql = format!(
+        "INSERT INTO usage_alerts ({ALERT_COLUMNS}) SELECT * FROM (VALUES {}) AS v \
+         WHERE NOT EXISTS (SELECT 1 FROM usage_alerts a WHERE a.dedup_key = v.column1) \
+         ON CONFLICT DO NOTHING RETURNING id, dedup_key",
+        rows.join(", ")
+    );
+    for row in db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+    {
+        let key: String = row.try_get("", "dedup_key")?;
+        if let Some(&i) = first_of_key.get(key.as_str()) {
+            ids[i] = Some(row.try_get("", "id")?);
+        }
+    }
+    Ok(ids)
 }
 
 /// Alerts after cursor `after`, in cursor order, at most `limit`.

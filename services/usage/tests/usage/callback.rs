@@ -139,3 +139,76 @@ async fn unauthenticated_or_malformed_callbacks_store_nothing_and_repeats_store_
         assert!(expiring.alerts.is_empty());
     }
 }
+
+#[tokio::test]
+async fn concurrent_callbacks_are_each_stored_once_with_gapless_cursors() {
+    for db in databases().await {
+        let h = Harness::start(db).await;
+        let code = h.mp_order().await;
+        h.track_mp("cb-burst", &code).await;
+
+        // Every threshold twice at once: the writer batches them, repeats in one batch included.
+        let bodies: Vec<String> = (1..=40)
+            .chain(1..=40)
+            .map(|p| alarm(&code, &format!("{p}%")))
+            .collect();
+        let statuses =
+            futures::future::join_all(bodies.into_iter().map(|b| h.post_callback(Some(TOKEN), b))).await;
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::OK),
+            "{}: {statuses:?}",
+            h.label
+        );
+
+        let alerts = h.all_alerts().await;
+        let mut percents: Vec<i32> = alerts.iter().map(|a| a.threshold_percent).collect();
+        percents.sort_unstable();
+        assert_eq!(percents, (1..=40).collect::<Vec<_>>(), "{}", h.label);
+        // Repeats draw no cursor values, so watchers never wait on a gap they caused.
+        let cursors: Vec<i64> = alerts.iter().map(|a| a.cursor.parse().unwrap()).collect();
+        assert!(
+            cursors.windows(2).all(|w| w[1] == w[0] + 1),
+            "{}: {cursors:?}",
+            h.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_stores_new_alerts_and_reports_repeats() {
+    for db in databases().await {
+        let h = Harness::start(db).await;
+        let alert = |key: &str| esim_usage::store::NewAlert {
+            dedup_key: key.to_owned(),
+            esim: String::new(),
+            order_name: String::new(),
+            provider: "MP".into(),
+            kind: pb::AlertKind::UsageThreshold as i32,
+            source: pb::AlertSource::MpCallback as i32,
+            threshold_percent: 50,
+            expire_time: None,
+            mp_order_code: "ORDER_X".into(),
+            mp_package_code: String::new(),
+            eid: String::new(),
+        };
+        let now = chrono::Utc::now();
+        let first = esim_usage::store::insert_alerts(&h.core.db, &[alert("a")], now)
+            .await
+            .unwrap();
+        let Some(a) = first[0] else {
+            panic!("{}: first insert stored nothing", h.label)
+        };
+        let ids = esim_usage::store::insert_alerts(
+            &h.core.db,
+            &[alert("b"), alert("a"), alert("b"), alert("c")],
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!((ids[1], ids[2]), (None, None), "{}: {ids:?}", h.label);
+        let mut new = [ids[0], ids[3]];
+        new.sort_unstable();
+        assert_eq!(new, [Some(a + 1), Some(a + 2)], "{}: {ids:?}", h.label);
+        assert_eq!(h.all_alerts().await.len(), 3, "{}", h.label);
+    }
+}
