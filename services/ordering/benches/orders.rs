@@ -1,15 +1,25 @@
 //! Orders per second and the latency the suite adds on top of the upstream.
 //!
 //! `cargo bench -p esim-ordering --bench orders` (add `DATABASE_URL=postgres://...` for
-//! PostgreSQL too; `ORDERS=2000 BUYERS=100 UPSTREAM_MS=50` are the defaults). The sandbox answers
-//! every MP call after `UPSTREAM_MS`; each of `BUYERS` concurrent buyers creates an MP order and
-//! follows it with `WatchOrder` until ACTIVE. Reported: orders/s through to ACTIVE, the latency
-//! of `CreateOrder` itself, and the end-to-end time minus the one upstream call (what the suite
-//! adds: database writes, the saga's steps, the stream). Peers (provisioning, usage) answer from
-//! memory, so only ordering's own cost is measured.
+//! PostgreSQL too; `ORDERS=2000 BUYERS=100 UPSTREAM_MS=50 RATE=500` are the defaults). The
+//! sandbox answers every MP call after `UPSTREAM_MS`; each of `BUYERS` concurrent buyers creates an
+//! MP order and follows it with `WatchOrder` until ACTIVE. Two phases of `ORDERS` orders each:
+//! - throughput: buyers start their next order at once; reported as orders/s through to ACTIVE.
+//! - added latency: orders offered at `RATE` per second in total; reported as p50/p99 of the
+//!   end-to-end time to ACTIVE minus the one upstream call (what the suite adds: database writes,
+//!   the saga's steps, the stream), beside `CreateOrder`'s own latency. Measured apart because in
+//!   a closed loop at saturation the time per order is just `BUYERS / throughput` (queueing),
+//!   whatever the suite adds to one order.
+//!
+//! Peers (provisioning, usage) answer from memory, so only ordering's own cost is measured; the
+//! SQL statements per order are counted through sea-orm's metric callback.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use esim_ordering::{CredentialCipher, Parts, Peers, SagaConfig};
 use esim_proto::catalog::v1 as catalog;
@@ -75,6 +85,7 @@ fn var(name: &str, default: u64) -> u64 {
 
 async fn run_on(url: &str, label: &str) {
     let orders = var("ORDERS", 2000);
+    let rate = var("RATE", 500);
     let buyers = var("BUYERS", 100);
     let upstream_ms = var("UPSTREAM_MS", 50);
     let stop = CancellationToken::new();
@@ -120,9 +131,20 @@ async fn run_on(url: &str, label: &str) {
         breaker_failure_threshold: 1_000_000,
         ..HttpSettings::default()
     };
-    let db = esim_runtime::db::connect_and_migrate::<esim_ordering::migration::Migrator>(url, true)
+    let mut db = esim_runtime::db::connect_and_migrate::<esim_ordering::migration::Migrator>(url, true)
         .await
         .unwrap();
+    let statements = Arc::new(AtomicU64::new(0));
+    let writes = Arc::new(AtomicU64::new(0));
+    {
+        let (statements, writes) = (statements.clone(), writes.clone());
+        db.set_metric_callback(move |info| {
+            statements.fetch_add(1, Relaxed);
+            if !info.statement.sql.trim_start().starts_with("SELECT") {
+                writes.fetch_add(1, Relaxed);
+            }
+        });
+    }
     let (api, _worker) = esim_ordering::start(
         Parts {
             db,
@@ -171,24 +193,78 @@ async fn run_on(url: &str, label: &str) {
         .connect()
         .await
         .unwrap();
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let saturated = phase(&channel, "throughput", orders, buyers, None).await;
+    let paced = phase(&channel, "paced", orders, buyers, Some(rate)).await;
+    let per_order = |n: u64| n as f64 / (2 * orders) as f64;
+    println!(
+        "{label}: {:.0} orders/s to ACTIVE ({buyers} buyers back to back, upstream {upstream_ms} ms)\n\
+         {label}: added by the suite at {rate} orders/s offered (achieved {:.0}/s): p50 {:.1} ms, p99 {:.1} ms \
+         (end-to-end to ACTIVE minus the {upstream_ms} ms upstream call); CreateOrder p50 {:.1} ms, p99 {:.1} ms\n\
+         {label}: per order {:.1} SQL statements ({:.1} writes); activationCode calls {} for {} orders",
+        saturated.per_second(),
+        paced.per_second(),
+        ms(&paced.end_to_end, 0.5, upstream_ms),
+        ms(&paced.end_to_end, 0.99, upstream_ms),
+        ms(&paced.create, 0.5, 0),
+        ms(&paced.create, 0.99, 0),
+        per_order(statements.load(Relaxed)),
+        per_order(writes.load(Relaxed)),
+        sandbox.call_count("mp.activationCode"),
+        2 * orders,
+    );
+    stop.cancel();
+}
+
+/// A histogram's quantile in milliseconds, less `minus_ms`.
+fn ms(h: &Histogram<u64>, q: f64, minus_ms: u64) -> f64 {
+    (h.value_at_quantile(q) as f64 / 1000.0 - minus_ms as f64).max(0.0)
+}
+
+/// What one phase measured (microseconds).
+struct Measured {
+    orders: u64,
+    elapsed: Duration,
+    create: Histogram<u64>,
+    end_to_end: Histogram<u64>,
+}
+
+impl Measured {
+    fn per_second(&self) -> f64 {
+        self.orders as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `orders` orders by `buyers` concurrent buyers, each creating an MP order and following it with
+/// `WatchOrder` until ACTIVE. Without `rate` every buyer starts its next order at once (the
+/// throughput); with it, order `i` is due at `i / rate` seconds and its time counts from then,
+/// late or not (an open load: latency not hidden by buyers waiting on slow answers).
+async fn phase(channel: &Channel, name: &str, orders: u64, buyers: u64, rate: Option<u64>) -> Measured {
+    let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..buyers {
         let mut client = OrderingServiceClient::new(channel.clone());
         let next = next.clone();
+        let name = name.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut create_h = Histogram::<u64>::new(3).unwrap();
-            let mut added_h = Histogram::<u64>::new(3).unwrap();
+            let mut total_h = Histogram::<u64>::new(3).unwrap();
             loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let i = next.fetch_add(1, SeqCst);
                 if i >= orders {
                     break;
                 }
-                let t0 = Instant::now();
+                let t0 = match rate {
+                    Some(rate) => {
+                        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+                        tokio::time::sleep_until(due).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 let order = client
                     .create_order(pb::CreateOrderRequest {
-                        request_id: format!("bench-{i}"),
+                        request_id: format!("bench-{name}-{i}"),
                         order: Some(pb::Order {
                             product: "products/bench".into(),
                             customer_reference: format!("buyer-{i}"),
@@ -214,33 +290,24 @@ async fn run_on(url: &str, label: &str) {
                     last = item.event.map(|e| e.state).unwrap_or_default();
                 }
                 assert_eq!(last, pb::OrderState::Active as i32, "order did not become ACTIVE");
-                let total = t0.elapsed().as_micros() as u64;
-                added_h.record(total.saturating_sub(upstream_ms * 1000)).unwrap();
+                total_h.record(t0.elapsed().as_micros() as u64).unwrap();
             }
-            (create_h, added_h)
+            (create_h, total_h)
         }));
     }
-    let mut create_h = Histogram::<u64>::new(3).unwrap();
-    let mut added_h = Histogram::<u64>::new(3).unwrap();
+    let mut create = Histogram::<u64>::new(3).unwrap();
+    let mut end_to_end = Histogram::<u64>::new(3).unwrap();
     for t in tasks {
-        let (c, a) = t.await.unwrap();
-        create_h.add(c).unwrap();
-        added_h.add(a).unwrap();
+        let (c, e) = t.await.unwrap();
+        create.add(c).unwrap();
+        end_to_end.add(e).unwrap();
     }
-    let secs = started.elapsed().as_secs_f64();
-    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{label}: {orders} orders, {buyers} buyers, upstream {upstream_ms} ms: {:.0} orders/s to ACTIVE; \
-         CreateOrder p50 {:.1} ms p99 {:.1} ms; added end-to-end p50 {:.1} ms p99 {:.1} ms; \
-         activationCode calls {}",
-        orders as f64 / secs,
-        ms(&create_h, 0.5),
-        ms(&create_h, 0.99),
-        ms(&added_h, 0.5),
-        ms(&added_h, 0.99),
-        sandbox.call_count("mp.activationCode"),
-    );
-    stop.cancel();
+    Measured {
+        orders,
+        elapsed: started.elapsed(),
+        create,
+        end_to_end,
+    }
 }
 
 fn main() {

@@ -19,7 +19,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Quer
 use tonic::{Code, Request, Response, Status};
 
 use crate::convert::{self, fingerprint, parse_decimal, parse_money, timestamp};
-use crate::entity::{fms_account, order, top_up};
+use crate::entity::{fms_account, order, order_event, top_up};
 use crate::error::{OrderingError, Result};
 use crate::model::{Provider, State, step};
 use crate::saga::Saga;
@@ -70,6 +70,10 @@ impl OrderingApi {
     }
 
     async fn order_pb(&self, row: &order::Model) -> Result<pb::Order> {
+        // Only an ACTIVE or SUSPENDED order is topped up, so one never ACTIVE has no top-ups.
+        if row.activate_time.is_none() {
+            return convert::order(row, &[]);
+        }
         let top_ups = self.saga.store.top_ups(&row.id).await?;
         convert::order(row, &top_ups)
     }
@@ -239,7 +243,7 @@ impl OrderingApi {
                 "expected_retail_price: the retail price is now {retail}, not {expected}"
             )));
         }
-        let row = new_order_row(
+        let mut row = new_order_row(
             &req.request_id,
             input,
             &product,
@@ -252,10 +256,16 @@ impl OrderingApi {
         );
         let reason = "order recorded";
         let key = key_row(CREATE_SCOPE, &req.request_id, fp.clone(), &row.id, None);
+        // Stored already leased, so the worker takes its first step without a claim of its own.
+        let leased = self.saga.lease_new(&mut row);
         if self.saga.store.create_order(key, row.clone(), reason).await? {
             tracing::info!(order = %row.id, provider = provider.as_str(), "order created");
-            self.saga.wake.notify_one();
-            return self.order_pb(&row).await;
+            let created = self.order_pb(&row).await?;
+            match leased {
+                Some(since) => self.saga.hand_off(row, since),
+                None => self.saga.wake.notify_one(),
+            }
+            return Ok(created);
         }
         // A concurrent duplicate won the key.
         match self.existing_by_key(CREATE_SCOPE, &req.request_id, &fp).await? {
@@ -821,23 +831,37 @@ impl OrderingApi {
         })
     }
 
+    /// An order's stored events after `cursor` (`None`: only the latest).
+    async fn events(&self, id: &str, cursor: Option<i64>) -> Result<Vec<order_event::Model>> {
+        match cursor {
+            None => Ok(self.saga.store.last_event(id).await?.into_iter().collect()),
+            Some(after) => self.saga.store.events_after(id, after, 100).await,
+        }
+    }
+
     async fn watch(&self, req: pb::WatchOrderRequest) -> Result<WatchStream> {
         let id = convert::order_id(&req.name, "name")?;
-        self.load(&id).await?;
-        let mut cursor = if req.after_event.is_empty() {
-            None
+        let prefix = format!("orders/{id}/events/");
+        let cursor = if req.after_event.is_empty() {
+            Ok(None)
         } else {
-            let prefix = format!("orders/{id}/events/");
-            let seq = req
-                .after_event
+            req.after_event
                 .strip_prefix(&prefix)
                 .and_then(|s| s.parse::<i64>().ok())
                 .filter(|s| *s >= 0)
-                .ok_or_else(|| {
-                    OrderingError::invalid("after_event", format!("must be {prefix}{{sequence}}"))
-                })?;
-            Some(seq)
+                .map(Some)
+                .ok_or_else(|| OrderingError::invalid("after_event", format!("must be {prefix}{{sequence}}")))
         };
+        // Registered before the first read, so no event committed meanwhile is missed.
+        let mut committed = self.saga.store.watch(&id);
+        // The events first, then the row (at least as new as they are): the first batch is read
+        // here, with the existence check.
+        let first = match &cursor {
+            Ok(c) => self.events(&id, *c).await?,
+            Err(_) => Vec::new(),
+        };
+        let row = self.load(&id).await?;
+        let mut cursor = cursor?;
         let follow = req.follow_lifecycle;
         let api = self.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -846,35 +870,29 @@ impl OrderingApi {
                 let tx = tx.clone();
                 async move { tx.send(item).await.is_ok() }
             };
-            loop {
-                // Registered before the read, so an event committed meanwhile still wakes us.
-                let wake = api.saga.store.events.notified();
-                let mut wake = std::pin::pin!(wake);
-                wake.as_mut().enable();
-                let events = match cursor {
-                    None => api
-                        .saga
-                        .store
-                        .last_event(&id)
-                        .await
-                        .map(|e| e.into_iter().collect::<Vec<_>>()),
-                    Some(after) => api.saga.store.events_after(&id, after, 100).await,
-                };
-                let events = match events {
-                    Ok(e) => e,
-                    Err(err) => {
-                        let _ = send(Err(Status::from(err))).await;
-                        return;
-                    }
+            let mut first = Some((first, row));
+            'read: loop {
+                let (events, row) = match first.take() {
+                    Some((events, row)) => (events, Some(row)),
+                    None => match api.events(&id, cursor).await {
+                        Ok(events) => (events, None),
+                        Err(err) => {
+                            let _ = send(Err(Status::from(err))).await;
+                            return;
+                        }
+                    },
                 };
                 if cursor.is_none() && events.is_empty() {
                     cursor = Some(0);
                     continue;
                 }
                 if !events.is_empty() {
-                    let order = match api.load(&id).await {
-                        Ok(row) => api.order_pb(&row).await,
-                        Err(e) => Err(e),
+                    let order = match row {
+                        Some(row) => api.order_pb(&row).await,
+                        None => match api.load(&id).await {
+                            Ok(row) => api.order_pb(&row).await,
+                            Err(e) => Err(e),
+                        },
                     };
                     let order = match order {
                         Ok(o) => o,
@@ -898,10 +916,38 @@ impl OrderingApi {
                     }
                     continue;
                 }
-                tokio::select! {
-                    _ = wake => {}
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                    _ = tx.closed() => return,
+                // Up to date: the next event committed here comes with its row (no read back);
+                // another replica's is found by polling, as is one this watcher missed.
+                loop {
+                    let next = tokio::select! {
+                        c = committed.next() => c,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => None,
+                        _ = tx.closed() => return,
+                    };
+                    let (Some(c), Some(after)) = (next, cursor) else {
+                        continue 'read;
+                    };
+                    if c.event.sequence <= after {
+                        continue; // sent already
+                    }
+                    if c.event.sequence != after + 1 {
+                        continue 'read;
+                    }
+                    let order = match api.order_pb(&c.row).await {
+                        Ok(o) => o,
+                        Err(err) => {
+                            let _ = send(Err(Status::from(err))).await;
+                            return;
+                        }
+                    };
+                    cursor = Some(c.event.sequence);
+                    let item = pb::WatchOrderResponse {
+                        event: Some(convert::event(&c.event)),
+                        order: Some(order),
+                    };
+                    if !send(Ok(item)).await || settles(&c.event.state, follow) {
+                        return;
+                    }
                 }
             }
         });

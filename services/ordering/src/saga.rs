@@ -29,7 +29,7 @@ use esim_upstream::fms::{
 };
 use esim_upstream::mp::{CreateOrder, MpClient};
 use rand::Rng;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -104,6 +104,18 @@ pub struct Saga {
     /// Orders being driven in this process (the worker and API calls share the lease owner id,
     /// so the lease alone does not keep them apart).
     in_flight: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// New orders recorded under this replica's lease, for the worker to drive at once (no
+    /// scan of due orders, no separate claim).
+    handoff: mpsc::UnboundedSender<Leased>,
+    /// The worker's end of `handoff`, taken when it starts.
+    handed_off: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Leased>>>,
+}
+
+/// An order whose lease this replica took at `since`, as stored then.
+#[derive(Debug)]
+pub(crate) struct Leased {
+    row: order::Model,
+    since: tokio::time::Instant,
 }
 
 /// Removes an order from the in-flight set when its drive ends (however it ends).
@@ -153,6 +165,7 @@ impl Saga {
         cipher: CredentialCipher,
         config: SagaConfig,
     ) -> Self {
+        let (handoff, handed_off) = mpsc::unbounded_channel();
         Self {
             store,
             peers,
@@ -163,11 +176,37 @@ impl Saga {
             wake: Notify::new(),
             crashed: CancellationToken::new(),
             in_flight: std::sync::Mutex::new(std::collections::HashSet::new()),
+            handoff,
+            handed_off: std::sync::Mutex::new(Some(handed_off)),
         }
     }
 
+    /// Puts a new order under this replica's lease before it is first stored, if this replica
+    /// runs the worker (then the order goes to [`Saga::hand_off`] once stored).
+    pub(crate) fn lease_new(&self, row: &mut order::Model) -> Option<tokio::time::Instant> {
+        if !self.config.worker_enabled {
+            return None;
+        }
+        let since = tokio::time::Instant::now();
+        row.lease_owner = Some(self.config.owner.clone());
+        row.lease_until = Some(Utc::now() + chrono_dur(self.config.lease));
+        Some(since)
+    }
+
+    /// Gives the worker a stored order leased by [`Saga::lease_new`]. Should the worker be gone,
+    /// the order is resumed after its lease expires, as after a crash.
+    pub(crate) fn hand_off(&self, row: order::Model, since: tokio::time::Instant) {
+        let _ = self.handoff.send(Leased { row, since });
+    }
+
+    /// Writes a step's outcome under this replica's lease (given back when the order parks).
+    async fn write(&self, old: &order::Model, new: order::Model) -> Result<Option<order::Model>> {
+        self.store.write_as(old, new, Some(&self.config.owner)).await
+    }
+
     /// Runs the worker until `shutdown` (or the test crash hook): finds due orders, claims each
-    /// under a lease and drives it as far as it can go now.
+    /// under a lease and drives it as far as it can go now; new orders handed off by the API
+    /// (leased already) are driven as they come, between scans.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         if !self.config.worker_enabled {
             tracing::info!("saga worker disabled in this replica");
@@ -176,7 +215,13 @@ impl Saga {
         let permits = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
         let mut last_checkpoint = tokio::time::Instant::now();
-        loop {
+        let mut handed_off = self
+            .handed_off
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .expect("the saga worker runs once");
+        'scan: loop {
             if shutdown.is_cancelled() || self.crashed.is_cancelled() {
                 break;
             }
@@ -200,11 +245,26 @@ impl Saga {
                 let _ = esim_runtime::db::checkpoint(&self.store.db).await;
                 last_checkpoint = tokio::time::Instant::now();
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = self.crashed.cancelled() => break,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            let next_scan = tokio::time::Instant::now() + self.config.poll_interval;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'scan,
+                    _ = self.crashed.cancelled() => break 'scan,
+                    _ = self.wake.notified() => break,
+                    _ = tokio::time::sleep_until(next_scan) => break,
+                    Some(leased) = handed_off.recv() => {
+                        let saga = self.clone();
+                        let permits = permits.clone();
+                        tasks.spawn(async move {
+                            // Waits for a permit: the order is ours (leased) and no scan offers it.
+                            let Ok(_permit) = permits.acquire_owned().await else {
+                                return;
+                            };
+                            saga.drive_leased(leased).await;
+                        });
+                        while tasks.try_join_next().is_some() {}
+                    }
+                }
             }
         }
         if self.crashed.is_cancelled() {
@@ -213,6 +273,13 @@ impl Saga {
             // Let steps in flight finish their write (an upstream call is never abandoned
             // half-recorded on a graceful stop).
             while tasks.join_next().await.is_some() {}
+            // Orders handed off too late to be taken: free for another replica at once.
+            handed_off.close();
+            while let Ok(leased) = handed_off.try_recv() {
+                if let Err(err) = self.store.release(&leased.row.id, &self.config.owner).await {
+                    tracing::warn!(order = %leased.row.id, error = %err, "saga: cannot release");
+                }
+            }
         }
     }
 
@@ -220,6 +287,17 @@ impl Saga {
     /// payment, a poll interval, a retry) or is done. Returns at once if another replica (or
     /// task) holds the order.
     pub async fn drive(&self, id: &str) {
+        self.drive_from(id, None).await;
+    }
+
+    /// Drives an order handed off by the API, already leased.
+    async fn drive_leased(&self, leased: Leased) {
+        let id = leased.row.id.clone();
+        self.drive_from(&id, Some(leased)).await;
+    }
+
+    /// Drives `id`, claiming it first unless it comes `leased`.
+    async fn drive_from(&self, id: &str, leased: Option<Leased>) {
         if !self
             .in_flight
             .lock()
@@ -233,16 +311,17 @@ impl Saga {
             id: id.to_owned(),
         };
         let lease = chrono_dur(self.config.lease);
-        match self.store.claim(id, &self.config.owner, lease).await {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(err) => {
-                tracing::warn!(order = id, error = %err, "saga: cannot claim");
-                return;
-            }
-        }
-        let mut claimed_at = tokio::time::Instant::now();
-        let mut known: Option<order::Model> = None;
+        let (mut claimed_at, mut known) = match leased {
+            Some(Leased { row, since }) => (since, Some(row)),
+            None => match self.store.claim(id, &self.config.owner, lease).await {
+                Ok(true) => (tokio::time::Instant::now(), None),
+                Ok(false) => return,
+                Err(err) => {
+                    tracing::warn!(order = id, error = %err, "saga: cannot claim");
+                    return;
+                }
+            },
+        };
         for _ in 0..32 {
             if self.crashed.is_cancelled() {
                 return;
@@ -275,6 +354,9 @@ impl Saga {
                         tracing::warn!(order = id, step = %new.saga_step, "saga: simulated crash");
                         self.crashed.cancel();
                         return;
+                    }
+                    if Store::parks(&new) {
+                        return; // the write gave the lease back
                     }
                     known = Some(new);
                 }
@@ -352,7 +434,7 @@ impl Saga {
     ) -> Result<Option<order::Model>> {
         let mut n = Self::advanced(o, step::DONE, Some(state), Some(reason));
         edit(&mut n);
-        self.store.write(o, n).await
+        self.write(o, n).await
     }
 
     fn backoff(&self, attempts: i32) -> Duration {
@@ -374,7 +456,7 @@ impl Saga {
         n.next_attempt_at = Utc::now() + chrono_dur(self.backoff(o.attempts));
         tracing::info!(order = %o.id, step = retry_step, attempt = n.attempts, error = %why, "saga: retrying later");
         n.last_error = Some(why);
-        self.store.write(o, n).await
+        self.write(o, n).await
     }
 
     /// Persists `marker` as the step before an upstream call that cannot be repeated.
@@ -393,7 +475,7 @@ impl Saga {
         if let Some(r) = reason {
             n.state_reason = r.to_owned();
         }
-        self.store.write(o, n).await
+        self.write(o, n).await
     }
 
     // ---- MP ----------------------------------------------------------------------------
@@ -432,7 +514,7 @@ impl Saga {
                     n.iccid = Some(created.iccid.to_string());
                     n.mp_order_code = Some(created.order_code.clone());
                     n.activation_code_enc = Some(sealed.clone());
-                    if let Some(stored) = self.store.write(&current, n).await? {
+                    if let Some(stored) = self.write(&current, n).await? {
                         return Ok(Some(stored));
                     }
                     // Our lease ran out during a slow call and another replica may have marked
@@ -522,7 +604,7 @@ impl Saga {
         };
         if stored.status == "REGISTERED" {
             let n = Self::advanced(&o, step::FMS_PREORDER, None, None);
-            return self.store.write(&o, n).await;
+            return self.write(&o, n).await;
         }
         // An account whose password was synced before the first order has no e-mail yet.
         let mut account = stored.clone();
@@ -545,7 +627,7 @@ impl Saga {
                     .update_fms_account(&stored, &account.email, &account.passwd_enc, "REGISTERED")
                     .await?;
                 let n = Self::advanced(&o, step::FMS_PREORDER, None, None);
-                self.store.write(&o, n).await
+                self.write(&o, n).await
             }
             Err((register, login)) => {
                 let refused = matches!(login.kind, ErrorKind::Upstream { .. } | ErrorKind::Auth(_))
@@ -612,7 +694,7 @@ impl Saga {
                 n.fms_currency = Some(pre.amount.currency().to_string());
                 n.payment_deadline = Some(deadline);
                 n.next_attempt_at = deadline;
-                self.store.write(&o, n).await
+                self.write(&o, n).await
             }
             Err(err) if err.outcome_unknown() => {
                 let reason = format!(
@@ -640,13 +722,13 @@ impl Saga {
     async fn fms_await_payment(&self, o: order::Model) -> Result<Option<order::Model>> {
         if o.payment_outcome.is_some() {
             let n = Self::advanced(&o, step::FMS_NOTIFY, None, None);
-            return self.store.write(&o, n).await;
+            return self.write(&o, n).await;
         }
         match o.payment_deadline {
             Some(deadline) if deadline > Utc::now() => {
                 let mut n = o.clone();
                 n.next_attempt_at = deadline;
-                self.store.write(&o, n).await
+                self.write(&o, n).await
             }
             _ => {
                 self.finish(
@@ -667,11 +749,11 @@ impl Saga {
                 // The notification may have reached FMS: resolve by query, never send twice.
                 let mut n = Self::advanced(&o, step::FMS_POLL, None, None);
                 n.payment_notify_state = Some("UNKNOWN".into());
-                return self.store.write(&o, n).await;
+                return self.write(&o, n).await;
             }
             Some("SENT") => {
                 let n = Self::advanced(&o, step::FMS_POLL, None, None);
-                return self.store.write(&o, n).await;
+                return self.write(&o, n).await;
             }
             _ => {}
         }
@@ -701,7 +783,7 @@ impl Saga {
         // Recorded before it is sent.
         let mut sending = o.clone();
         sending.payment_notify_state = Some("SENDING".into());
-        let Some(o) = self.store.write(&o, sending).await? else {
+        let Some(o) = self.write(&o, sending).await? else {
             return Ok(None);
         };
         match self.fms.notify_payment(&creds, &notice, &o.id).await {
@@ -724,7 +806,7 @@ impl Saga {
                 if succeeded {
                     n.next_attempt_at = Utc::now() + chrono_dur(self.config.fms_poll_min);
                 }
-                self.store.write(&o, n).await
+                self.write(&o, n).await
             }
             Err(err) if err.fms_code() == Some(FmsCode::PreOrderTimeout) => {
                 let reason = "FMS pre-order timeout 6006: the payment was reported after the 10-minute \
@@ -743,7 +825,7 @@ impl Saga {
                     Some("payment notification outcome unknown; resolving by status query"),
                 );
                 n.payment_notify_state = Some("UNKNOWN".into());
-                self.store.write(&o, n).await
+                self.write(&o, n).await
             }
             Err(err) if err.upstream_code().is_some() => {
                 let reason = format!("FMS refused the payment notification: {}", reason_of(&err));
@@ -757,7 +839,7 @@ impl Saga {
                 // Not sent (breaker open, login failed): back to PENDING, try again later.
                 let mut n = o.clone();
                 n.payment_notify_state = Some("PENDING".into());
-                let Some(n) = self.store.write(&o, n).await? else {
+                let Some(n) = self.write(&o, n).await? else {
                     return Ok(None);
                 };
                 self.retry(&n, step::FMS_NOTIFY, reason_of(&err)).await
@@ -788,7 +870,7 @@ impl Saga {
                 let mut n = o.clone();
                 n.attempts = o.attempts.saturating_add(1);
                 n.next_attempt_at = Utc::now() + chrono_dur(wait);
-                self.store.write(&o, n).await
+                self.write(&o, n).await
             }
             PayStatus::Paid => {
                 let Some(code) = status.activation_code else {
@@ -816,7 +898,7 @@ impl Saga {
                 if n.payment_notify_state.as_deref() == Some("UNKNOWN") {
                     n.payment_notify_state = Some("SENT".into());
                 }
-                self.store.write(&o, n).await
+                self.write(&o, n).await
             }
             PayStatus::Failed => {
                 self.finish(&o, State::Failed, "FMS reports the payment as failed", |n| {
@@ -843,7 +925,7 @@ impl Saga {
     async fn fms_release(&self, o: order::Model) -> Result<Option<order::Model>> {
         if o.payment_notify_state.is_some() {
             let n = Self::advanced(&o, step::DONE, None, None);
-            return self.store.write(&o, n).await;
+            return self.write(&o, n).await;
         }
         let creds = self.account_for(&o).await?;
         let currency: CurrencyCode = o
@@ -862,7 +944,7 @@ impl Saga {
         };
         let mut sending = o.clone();
         sending.payment_notify_state = Some("SENDING".into());
-        let Some(o) = self.store.write(&o, sending).await? else {
+        let Some(o) = self.write(&o, sending).await? else {
             return Ok(None);
         };
         let result = self.fms.notify_payment(&creds, &notice, &o.id).await;
@@ -872,7 +954,7 @@ impl Saga {
             // Best effort: an unreleased reservation lapses by itself after 10 minutes.
             n.last_error = Some(reason_of(&err));
         }
-        self.store.write(&o, n).await
+        self.write(&o, n).await
     }
 
     // ---- SFT ---------------------------------------------------------------------------
@@ -910,7 +992,7 @@ impl Saga {
                 n.esim_name = Some(esim.name);
                 n.iccid = Some(esim.iccid).filter(|i| !i.is_empty());
                 n.sft_endpoint_id = Some(esim.sft_endpoint_id).filter(|i| !i.is_empty());
-                self.store.write(&o, n).await
+                self.write(&o, n).await
             }
             Err(status) if is_refusal(status.code()) => {
                 let reason = format!("provisioning failed: {}", status.message());
@@ -959,7 +1041,7 @@ impl Saga {
                 n.esim_name = Some(esim.name);
                 // Provisioning keeps the credential now; ordering forgets it.
                 n.activation_code_enc = None;
-                self.store.write(&o, n).await
+                self.write(&o, n).await
             }
             // Money is spent upstream: never give up, keep the reason visible.
             Err(status) => {

@@ -2,16 +2,21 @@
 //! events in the same transaction, leases for the saga, idempotency keys, FMS accounts and
 //! top-ups. Reads use `.all()` and inserts `exec_without_returning` (no `.one()` on hot paths:
 //! see DESIGN.md on SQLite WAL snapshot pinning).
+//!
+//! On SQLite every write takes an in-process gate first: SQLite has one writer, and a writer
+//! waiting in `BEGIN IMMEDIATE` sleeps in the busy handler (1, 2, 5, 10... ms) while holding one
+//! of the pool's few connections, which readers then lack.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{CaseStatement, Expr, Func, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TryInsertResult,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Mutex, MutexGuard, broadcast};
 
 use crate::entity::{fms_account, idempotency_key, order, order_event, top_up};
 use crate::error::Result;
@@ -22,8 +27,60 @@ use crate::model::step;
 pub struct Store {
     /// The connection pool.
     pub db: DatabaseConnection,
-    /// Notified after every committed event.
-    pub events: Arc<Notify>,
+    watchers: Arc<Watchers>,
+    /// SQLite only: held by the one writer of this process.
+    write_gate: Option<Arc<Mutex<()>>>,
+}
+
+/// An event committed by this process, with the order row as that write stored it.
+#[derive(Debug)]
+pub struct Committed {
+    /// The event.
+    pub event: order_event::Model,
+    /// The order right after it.
+    pub row: order::Model,
+}
+
+/// The watched orders' channels: an event goes to its order's watchers only, and they need not
+/// read back what was just written.
+#[derive(Debug, Default)]
+struct Watchers {
+    by_order: std::sync::Mutex<HashMap<String, broadcast::Sender<Arc<Committed>>>>,
+}
+
+impl Watchers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<Committed>>>> {
+        self.by_order.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A watcher's registration for one order's events (dropped: unregistered).
+#[derive(Debug)]
+pub struct EventWatch {
+    watchers: Arc<Watchers>,
+    order_id: String,
+    events: broadcast::Receiver<Arc<Committed>>,
+}
+
+impl EventWatch {
+    /// The next event of the order committed in this process; `None` when some were missed (a
+    /// slow watcher: read them from the database).
+    pub async fn next(&mut self) -> Option<Arc<Committed>> {
+        self.events.recv().await.ok()
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        let mut by_order = self.watchers.lock();
+        // Still counted: ours is the last receiver of this order.
+        if by_order
+            .get(&self.order_id)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            by_order.remove(&self.order_id);
+        }
+    }
 }
 
 /// Whether an insert with ON CONFLICT DO NOTHING inserted its row.
@@ -34,9 +91,45 @@ fn inserted(r: TryInsertResult<u64>) -> bool {
 impl Store {
     /// A store over `db`.
     pub fn new(db: DatabaseConnection) -> Self {
+        let write_gate =
+            (db.get_database_backend() == DatabaseBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
         Self {
             db,
-            events: Arc::new(Notify::new()),
+            watchers: Arc::default(),
+            write_gate,
+        }
+    }
+
+    /// Registers for `order_id`'s events committed in this process from now on; register before
+    /// reading the stored ones, so none falls in between.
+    pub fn watch(&self, order_id: &str) -> EventWatch {
+        let events = self
+            .watchers
+            .lock()
+            .entry(order_id.to_owned())
+            .or_insert_with(|| broadcast::channel(16).0)
+            .subscribe();
+        EventWatch {
+            watchers: self.watchers.clone(),
+            order_id: order_id.to_owned(),
+            events,
+        }
+    }
+
+    fn publish(&self, event: order_event::Model, row: &order::Model) {
+        if let Some(tx) = self.watchers.lock().get(&event.order_id) {
+            let _ = tx.send(Arc::new(Committed {
+                event,
+                row: row.clone(),
+            }));
+        }
+    }
+
+    /// Waits for this process's turn to write (SQLite; nothing to wait for on PostgreSQL).
+    async fn gate(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.write_gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
         }
     }
 
@@ -89,6 +182,7 @@ impl Store {
         row: order::Model,
         reason: &str,
     ) -> Result<bool> {
+        let _gate = self.gate().await;
         let tx = esim_runtime::db::begin_write(&self.db).await?;
         let claimed = idempotency_key::Entity::insert(idempotency_key::ActiveModel::from(key).reset_all())
             .on_conflict_do_nothing()
@@ -98,6 +192,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
+        let stored = row.clone();
         let event = order_event::Model {
             order_id: row.id.clone(),
             sequence: 1,
@@ -109,11 +204,11 @@ impl Store {
         order::Entity::insert(order::ActiveModel::from(row).reset_all())
             .exec_without_returning(&tx)
             .await?;
-        order_event::Entity::insert(order_event::ActiveModel::from(event).reset_all())
+        order_event::Entity::insert(order_event::ActiveModel::from(event.clone()).reset_all())
             .exec_without_returning(&tx)
             .await?;
         tx.commit().await?;
-        self.events.notify_waiters();
+        self.publish(event, &stored);
         Ok(true)
     }
 
@@ -121,7 +216,25 @@ impl Store {
     /// `version`), and appends an event when the state changed (`reason`: the event's reason,
     /// defaulting to the new state reason). Returns the stored row, or `None` when `old` was
     /// stale (nothing written: reload and decide again).
-    pub async fn write(&self, old: &order::Model, mut new: order::Model) -> Result<Option<order::Model>> {
+    pub async fn write(&self, old: &order::Model, new: order::Model) -> Result<Option<order::Model>> {
+        self.write_as(old, new, None).await
+    }
+
+    /// Whether the saga stops driving an order after writing `row`: its saga is done, or its
+    /// next step is due later.
+    pub fn parks(row: &order::Model) -> bool {
+        row.saga_step == step::DONE || row.next_attempt_at > row.update_time
+    }
+
+    /// As [`Store::write`], by the saga holding the order's lease as `owner`: a write that parks
+    /// the order ([`Store::parks`]) gives the lease back in the same statement (if it is still
+    /// `owner`'s), saving the separate release.
+    pub async fn write_as(
+        &self,
+        old: &order::Model,
+        mut new: order::Model,
+        owner: Option<&str>,
+    ) -> Result<Option<order::Model>> {
         let now = Utc::now();
         new.version = old.version + 1;
         new.update_time = now;
@@ -140,42 +253,96 @@ impl Store {
         changes.not_set(order::Column::LeaseOwner);
         changes.not_set(order::Column::LeaseUntil);
         changes.not_set(order::Column::Id);
-        let tx = esim_runtime::db::begin_write(&self.db).await?;
-        let updated = order::Entity::update_many()
-            .set(changes)
+        let mut update = order::Entity::update_many().set(changes);
+        let release = owner.filter(|_| Self::parks(&new));
+        if let Some(owner) = release {
+            // Both read the row as it was before the UPDATE (SQL semantics).
+            let ours = || order::Column::LeaseOwner.eq(owner);
+            update = update
+                .col_expr(
+                    order::Column::LeaseOwner,
+                    CaseStatement::new()
+                        .case(ours(), Expr::value(Option::<String>::None))
+                        .finally(Expr::col(order::Column::LeaseOwner))
+                        .into(),
+                )
+                .col_expr(
+                    order::Column::LeaseUntil,
+                    CaseStatement::new()
+                        .case(ours(), Expr::value(Option::<DateTime<Utc>>::None))
+                        .finally(Expr::col(order::Column::LeaseUntil))
+                        .into(),
+                );
+        }
+        let update = update
             .filter(order::Column::Id.eq(old.id.as_str()))
-            .filter(order::Column::Version.eq(old.version))
-            .exec(&tx)
-            .await?;
+            .filter(order::Column::Version.eq(old.version));
+        let _gate = self.gate().await;
+        if !state_changed {
+            // One statement: atomic without a transaction of its own.
+            let updated = update.exec(&self.db).await?;
+            return Ok((updated.rows_affected == 1).then_some(new));
+        }
+        let tx = esim_runtime::db::begin_write(&self.db).await?;
+        let updated = update.exec(&tx).await?;
         if updated.rows_affected != 1 {
             tx.rollback().await?;
             return Ok(None);
         }
-        if state_changed {
-            let last = order_event::Entity::find()
-                .filter(order_event::Column::OrderId.eq(old.id.as_str()))
-                .order_by_desc(order_event::Column::Sequence)
-                .limit(1)
-                .all(&tx)
-                .await?;
-            let sequence = last.first().map_or(1, |e| e.sequence + 1);
-            let event = order_event::Model {
-                order_id: old.id.clone(),
-                sequence,
-                previous_state: old.state.clone(),
-                state: new.state.clone(),
-                reason: new.state_reason.clone(),
-                create_time: now,
-            };
-            order_event::Entity::insert(order_event::ActiveModel::from(event).reset_all())
-                .exec_without_returning(&tx)
-                .await?;
-        }
+        let mut event = order_event::Model {
+            order_id: old.id.clone(),
+            sequence: 0,
+            previous_state: old.state.clone(),
+            state: new.state.clone(),
+            reason: new.state_reason.clone(),
+            create_time: now,
+        };
+        event.sequence = Self::append_event(&tx, &event).await?;
         tx.commit().await?;
-        if state_changed {
-            self.events.notify_waiters();
-        }
+        self.publish(event, &new);
         Ok(Some(new))
+    }
+
+    /// Inserts `event` as its order's next one (its `sequence` is ignored) and returns the
+    /// sequence it got: one statement, as the write that appends it holds the order's row.
+    async fn append_event(tx: &DatabaseTransaction, event: &order_event::Model) -> Result<i64> {
+        use order_event::Column as C;
+        use sea_orm::sea_query::ExprTrait;
+        let next = Query::select()
+            .expr(Expr::val(event.order_id.as_str()))
+            .expr(
+                Expr::expr(Func::coalesce([
+                    Expr::from(Func::max(Expr::col(C::Sequence))),
+                    Expr::val(0i64),
+                ]))
+                .add(1i64),
+            )
+            .expr(Expr::val(event.previous_state.as_str()))
+            .expr(Expr::val(event.state.as_str()))
+            .expr(Expr::val(event.reason.as_str()))
+            .expr(Expr::val(event.create_time))
+            .from(order_event::Entity)
+            .and_where(Expr::col(C::OrderId).eq(event.order_id.as_str()))
+            .to_owned();
+        let insert = Query::insert()
+            .into_table(order_event::Entity)
+            .columns([
+                C::OrderId,
+                C::Sequence,
+                C::PreviousState,
+                C::State,
+                C::Reason,
+                C::CreateTime,
+            ])
+            .select_from(next)
+            .map_err(|e| crate::error::OrderingError::Internal(e.to_string()))?
+            .returning_col(C::Sequence)
+            .to_owned();
+        let rows = tx.query_all(&insert).await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| crate::error::OrderingError::Internal("no event sequence returned".into()))?;
+        Ok(row.try_get("", C::Sequence.as_str())?)
     }
 
     /// Orders whose saga step is due and not leased, oldest due first.
@@ -199,6 +366,7 @@ impl Store {
     /// replica at a time runs an order's steps (SQLite and PostgreSQL alike).
     pub async fn claim(&self, id: &str, owner: &str, lease: Duration) -> Result<bool> {
         let now = Utc::now();
+        let _gate = self.gate().await;
         let r = order::Entity::update_many()
             .col_expr(order::Column::LeaseOwner, Expr::value(owner))
             .col_expr(order::Column::LeaseUntil, Expr::value(now + lease))
@@ -216,6 +384,7 @@ impl Store {
 
     /// Gives the lease back (only `owner`'s).
     pub async fn release(&self, id: &str, owner: &str) -> Result<()> {
+        let _gate = self.gate().await;
         order::Entity::update_many()
             .col_expr(order::Column::LeaseOwner, Expr::value(Option::<String>::None))
             .col_expr(
@@ -270,10 +439,13 @@ impl Store {
     /// Inserts an FMS account unless one exists; returns the stored one.
     pub async fn insert_fms_account(&self, row: fms_account::Model) -> Result<fms_account::Model> {
         let reference = row.customer_reference.clone();
-        fms_account::Entity::insert(fms_account::ActiveModel::from(row).reset_all())
-            .on_conflict_do_nothing()
-            .exec_without_returning(&self.db)
-            .await?;
+        {
+            let _gate = self.gate().await;
+            fms_account::Entity::insert(fms_account::ActiveModel::from(row).reset_all())
+                .on_conflict_do_nothing()
+                .exec_without_returning(&self.db)
+                .await?;
+        }
         self.fms_account(&reference)
             .await?
             .ok_or_else(|| crate::error::OrderingError::Internal("FMS account vanished".into()))
@@ -287,6 +459,7 @@ impl Store {
         passwd_enc: &str,
         status: &str,
     ) -> Result<bool> {
+        let _gate = self.gate().await;
         let r = fms_account::Entity::update_many()
             .col_expr(fms_account::Column::Email, Expr::value(email))
             .col_expr(fms_account::Column::PasswdEnc, Expr::value(passwd_enc))
@@ -302,6 +475,7 @@ impl Store {
 
     /// Records a new top-up under its idempotency key, atomically. False: the key exists.
     pub async fn create_top_up(&self, key: idempotency_key::Model, row: top_up::Model) -> Result<bool> {
+        let _gate = self.gate().await;
         let tx = esim_runtime::db::begin_write(&self.db).await?;
         let claimed = idempotency_key::Entity::insert(idempotency_key::ActiveModel::from(key).reset_all())
             .on_conflict_do_nothing()
@@ -322,6 +496,7 @@ impl Store {
     pub async fn update_top_up(&self, row: &top_up::Model, from: &[&str]) -> Result<bool> {
         let mut new = row.clone();
         new.update_time = Utc::now();
+        let _gate = self.gate().await;
         let r = top_up::Entity::update_many()
             .set(top_up::ActiveModel::from(new).reset_all())
             .filter(top_up::Column::Id.eq(row.id.as_str()))
