@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts the suite as a newcomer would (`cargo run`, default ports, SQLite under ./data of a
 # scratch directory) and checks it with real grpcurl: reflection through the gateway lists all
-# five APIs, and every port answers SERVING. Then Ctrl-C must stop it cleanly.
+# five APIs, every port answers SERVING, a backend port refuses a direct call, the gateway
+# refuses a call without an API key, and a short journey works with the key `cargo run` left in
+# ./data/dev-api-key. Then Ctrl-C must stop it cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .ci/tools.sh
@@ -33,22 +35,41 @@ for api in esim.catalog.v1.CatalogService esim.ordering.v1.OrderingService \
 done
 
 for port in 50051 50052 50053 50054 50055; do
-  status=$(grpcurl -plaintext 127.0.0.1:$port grpc.health.v1.Health/Check) || fail "health on :$port"
+  status=""
+  # The gateway turns SERVING once its first backend probe succeeds.
+  for _ in $(seq 1 20); do
+    status=$(grpcurl -plaintext 127.0.0.1:$port grpc.health.v1.Health/Check) || fail "health on :$port"
+    grep -q '"status": "SERVING"' <<<"$status" && break
+    sleep 0.5
+  done
   grep -q '"status": "SERVING"' <<<"$status" || fail "port $port is not SERVING: $status"
   echo "port $port: SERVING"
 done
+
+key_file="$scratch/data/dev-api-key"
+[ -s "$key_file" ] || fail "cargo run left no API key in data/dev-api-key"
+[ "$(stat -c %a "$key_file")" = 600 ] || fail "data/dev-api-key is readable by others"
+grep -qF "$(cat "$key_file")" "$log" && fail "the API key reached the log"
+auth="authorization: Bearer $(cat "$key_file")"
+refused=$(grpcurl -plaintext -d '{}' 127.0.0.1:50051 esim.catalog.v1.CatalogService/ListCountries 2>&1) \
+  && fail "a call without an API key was answered"
+grep -q "Unauthenticated" <<<"$refused" || fail "no key: expected Unauthenticated, got: $refused"
+refused=$(grpcurl -plaintext -d '{}' 127.0.0.1:50052 esim.catalog.v1.CatalogService/ListCountries 2>&1) \
+  && fail "the catalog port answered a caller without the internal credential"
+grep -q "Unauthenticated" <<<"$refused" || fail "direct backend call: expected Unauthenticated, got: $refused"
+echo "auth: no key -> Unauthenticated; direct backend call -> Unauthenticated"
 
 grpcurl -plaintext 127.0.0.1:50051 describe esim.catalog.v1.CatalogService >/dev/null \
   || fail "describe through the gateway"
 
 # A short traveller journey: the catalogue synced from the sandbox answers for Japan.
-run=$(grpcurl -plaintext -d '{"request_id":"smoke-sync"}' 127.0.0.1:50051 esim.catalog.v1.CatalogService/SyncCatalog) \
+run=$(grpcurl -plaintext -H "$auth" -d '{"request_id":"smoke-sync"}' 127.0.0.1:50051 esim.catalog.v1.CatalogService/SyncCatalog) \
   || fail "SyncCatalog"
 grep -q '"outcome": "SYNC_OUTCOME_SUCCEEDED"' <<<"$run" || fail "sync did not succeed: $run"
-products=$(grpcurl -plaintext -d '{"country_code":"JP","order_by":"retail_price","page_size":5}' \
+products=$(grpcurl -plaintext -H "$auth" -d '{"country_code":"JP","order_by":"retail_price","page_size":5}' \
   127.0.0.1:50051 esim.catalog.v1.CatalogService/ListProducts) || fail "ListProducts"
 grep -q '"name": "products/' <<<"$products" || fail "no products for JP: $products"
-bad=$(grpcurl -plaintext -d '{"country_code":"XX"}' 127.0.0.1:50051 esim.catalog.v1.CatalogService/ListProducts 2>&1) \
+bad=$(grpcurl -plaintext -H "$auth" -d '{"country_code":"XX"}' 127.0.0.1:50051 esim.catalog.v1.CatalogService/ListProducts 2>&1) \
   && fail "an unknown country was accepted"
 grep -q "InvalidArgument" <<<"$bad" || fail "unknown country: expected InvalidArgument, got: $bad"
 echo "catalog: $(grep -c '"name": "products/' <<<"$products") products for JP through the gateway"
@@ -57,22 +78,22 @@ echo "catalog: $(grep -c '"name": "products/' <<<"$products") products for JP th
 # code and install links, and sees its usage.
 product=$(grep -o '"name": "products/mp-[^"]*"' <<<"$products" | head -1 | cut -d'"' -f4)
 [ -n "$product" ] || fail "no MP product for JP: $products"
-order=$(grpcurl -plaintext -d "{\"request_id\":\"smoke-order-1\",\"order\":{\"product\":\"$product\",\"cycle_count\":1,\"customer_reference\":\"smoke\",\"customer_email\":\"smoke@example.com\"}}" \
+order=$(grpcurl -plaintext -H "$auth" -d "{\"request_id\":\"smoke-order-1\",\"order\":{\"product\":\"$product\",\"cycle_count\":1,\"customer_reference\":\"smoke\",\"customer_email\":\"smoke@example.com\"}}" \
   127.0.0.1:50051 esim.ordering.v1.OrderingService/CreateOrder) || fail "CreateOrder"
 order_name=$(grep -o '"name": "orders/[^"]*"' <<<"$order" | head -1 | cut -d'"' -f4)
 for _ in $(seq 1 40); do
-  order=$(grpcurl -plaintext -d "{\"name\":\"$order_name\"}" 127.0.0.1:50051 esim.ordering.v1.OrderingService/GetOrder) \
+  order=$(grpcurl -plaintext -H "$auth" -d "{\"name\":\"$order_name\"}" 127.0.0.1:50051 esim.ordering.v1.OrderingService/GetOrder) \
     || fail "GetOrder"
   grep -q '"state": "ORDER_STATE_ACTIVE"' <<<"$order" && break
   sleep 0.5
 done
 grep -q '"state": "ORDER_STATE_ACTIVE"' <<<"$order" || fail "order not ACTIVE: $order"
 esim=$(grep -o '"esim": "esims/[^"]*"' <<<"$order" | cut -d'"' -f4)
-delivery=$(grpcurl -plaintext -d "{\"name\":\"$esim\"}" 127.0.0.1:50051 esim.provisioning.v1.ProvisioningService/DeliverEsim) \
+delivery=$(grpcurl -plaintext -H "$auth" -d "{\"name\":\"$esim\"}" 127.0.0.1:50051 esim.provisioning.v1.ProvisioningService/DeliverEsim) \
   || fail "DeliverEsim"
 grep -q '"activationCode": "LPA:1\$' <<<"$delivery" || fail "no activation code in the hand-over"
 grep -q '"qrCodePng": "iVBOR' <<<"$delivery" || fail "no PNG QR code in the hand-over"
-usage=$(grpcurl -plaintext -d "{\"name\":\"$esim/usage\"}" 127.0.0.1:50051 esim.usage.v1.UsageService/GetUsage) \
+usage=$(grpcurl -plaintext -H "$auth" -d "{\"name\":\"$esim/usage\"}" 127.0.0.1:50051 esim.usage.v1.UsageService/GetUsage) \
   || fail "GetUsage"
 grep -q '"totalBytes"' <<<"$usage" || fail "no usage: $usage"
 matching_id=$(grep -o '"matchingId": "[^"]*"' <<<"$delivery" | cut -d'"' -f4)

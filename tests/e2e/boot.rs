@@ -97,14 +97,17 @@ async fn suite_boots_on_postgres() {
     boots_and_serves(suite).await;
 }
 
-/// A raw unary call through `channel` to `path`, with an empty request message.
-async fn call(channel: tonic::transport::Channel, path: &'static str) -> tonic::Status {
+/// A raw unary call through `channel` to `path` with `key`, with an empty request message.
+async fn call(channel: tonic::transport::Channel, key: &str, path: &'static str) -> tonic::Status {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.expect("ready");
     let mut request = tonic::Request::new(());
     request
         .metadata_mut()
         .insert("x-request-id", "e2e-forward".parse().expect("ascii"));
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
     grpc.unary::<(), (), _>(
         request,
         http::uri::PathAndQuery::from_static(path),
@@ -128,7 +131,12 @@ async fn gateway_forwards_by_service_name() {
         .unwrap();
     let gateway = suite.channel("gateway").await;
 
-    let status = call(gateway.clone(), "/esim.catalog.v1.CatalogService/GetProduct").await;
+    let status = call(
+        gateway.clone(),
+        &suite.api_key,
+        "/esim.catalog.v1.CatalogService/GetProduct",
+    )
+    .await;
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(
         status.message().contains("esim.catalog.v1.CatalogService"),
@@ -137,7 +145,12 @@ async fn gateway_forwards_by_service_name() {
 
     // The other backends are still reached: ordering itself refuses the empty request, naming
     // the field, and the request id came through.
-    let status = call(gateway.clone(), "/esim.ordering.v1.OrderingService/GetOrder").await;
+    let status = call(
+        gateway.clone(),
+        &suite.api_key,
+        "/esim.ordering.v1.OrderingService/GetOrder",
+    )
+    .await;
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().starts_with("name"), "{status:?}");
     assert_eq!(
@@ -148,7 +161,7 @@ async fn gateway_forwards_by_service_name() {
         Some("e2e-forward")
     );
     // A service nobody serves is refused by the gateway itself.
-    let status = call(gateway, "/esim.nothing.v1.Nothing/Get").await;
+    let status = call(gateway, &suite.api_key, "/esim.nothing.v1.Nothing/Get").await;
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
     suite.stop().await;
 }

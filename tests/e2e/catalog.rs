@@ -13,7 +13,7 @@ async fn products_for_a_country_through_the_gateway() {
     let suite = TestSuite::start(|| async { testing::fresh_sqlite() }, Vec::new())
         .await
         .unwrap();
-    let mut catalog = CatalogServiceClient::new(suite.channel("gateway").await);
+    let mut catalog = CatalogServiceClient::with_interceptor(suite.channel("gateway").await, suite.bearer());
 
     // Joins the startup sync if it is still running, so the catalogue is there afterwards.
     let run = catalog

@@ -2,5 +2,10 @@
 
 mod boot;
 mod catalog;
+mod drills;
+mod fuzz;
 mod journey;
+mod journeys;
 mod migrations;
+mod security;
+mod traveller;

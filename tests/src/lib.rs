@@ -1,20 +1,48 @@
 //! Helpers for end-to-end tests and benchmarks: the whole suite in one process on free ports,
 //! each service on a fresh database of the engine under test, and a load generator.
 
+pub mod drills;
+pub mod fuzz;
 pub mod load;
+pub mod scenarios;
 
 use std::net::SocketAddr;
 
-use esim_runtime::{BoxError, Env, db::testing::TestDatabase};
+use esim_runtime::{BoxError, Env, db::testing::TestDatabase, peer::PeerChannel};
 use esim_suite::{Suite, SuiteOptions};
-use tonic::transport::Channel;
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::Interceptor,
+    transport::Channel,
+};
 
 /// A running suite and the databases it uses (kept alive until dropped).
 #[derive(Debug)]
 pub struct TestSuite {
     /// The running suite.
     pub suite: Suite,
+    /// The gateway's bootstrap API key: every scope.
+    pub api_key: String,
     _databases: Vec<TestDatabase>,
+}
+
+/// Adds `authorization: Bearer <key>` to every call of a generated client
+/// (`CatalogServiceClient::with_interceptor(channel, bearer)`).
+#[derive(Debug, Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    /// The interceptor for `key`.
+    pub fn new(key: &str) -> Self {
+        Self(format!("Bearer {key}").parse().expect("a key is ASCII"))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert("authorization", self.0.clone());
+        Ok(request)
+    }
 }
 
 /// The service prefixes with a database of their own.
@@ -31,9 +59,11 @@ impl TestSuite {
         // Services holding credentials refuse to start on PostgreSQL without real keys; tests
         // give them throw-away ones (32 bytes, base64).
         let key = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=".to_owned();
+        let api_key = esim_gateway::keys::generate()?.key;
         let mut vars = vec![
             ("PROVISIONING_ACTIVATION_CODE_KEY".to_owned(), key.clone()),
             ("ORDERING_CREDENTIAL_KEY".to_owned(), key),
+            ("GATEWAY_BOOTSTRAP_KEY".to_owned(), api_key.clone()),
         ];
         vars.extend(overrides);
         for prefix in DATABASE_PREFIXES {
@@ -47,6 +77,7 @@ impl TestSuite {
         };
         Ok(Self {
             suite: Suite::start(options).await?,
+            api_key,
             _databases: databases,
         })
     }
@@ -65,6 +96,42 @@ impl TestSuite {
             .connect()
             .await
             .expect("service reachable")
+    }
+
+    /// The database URL of service `name` (`catalog`, `ordering`, `provisioning`, `usage`,
+    /// `gateway`), for checks read straight from the tables.
+    pub fn database_url(&self, name: &str) -> &str {
+        let index = DATABASE_PREFIXES
+            .iter()
+            .position(|prefix| prefix.eq_ignore_ascii_case(name))
+            .unwrap_or_else(|| panic!("no database for {name}"));
+        &self._databases[index].url
+    }
+
+    /// Each service's database URL, by its settings prefix (`CATALOG`, `ORDERING`, ...), for
+    /// tests that check what was (not) written.
+    pub fn database_urls(&self) -> Vec<(&'static str, String)> {
+        DATABASE_PREFIXES
+            .into_iter()
+            .zip(self._databases.iter().map(|database| database.url.clone()))
+            .collect()
+    }
+
+    /// The interceptor presenting the bootstrap key.
+    pub fn bearer(&self) -> Bearer {
+        Bearer::new(&self.api_key)
+    }
+
+    /// A channel to backend `name` carrying the suite's internal credential, as the gateway
+    /// and the services call each other.
+    pub fn internal_channel(&self, name: &str) -> PeerChannel {
+        PeerChannel::connect_lazy(
+            "TEST",
+            &format!("http://{}", self.addr(name)),
+            Some(self.suite.internal.clone()),
+            1,
+        )
+        .expect("valid URL")
     }
 
     /// Stops the suite and checks every service stopped cleanly.

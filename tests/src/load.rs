@@ -1,15 +1,22 @@
 //! A small closed-loop load generator: N concurrent callers issue one call after another for a
 //! fixed time; latencies go into an HDR histogram. Used by the benchmarks, which always report a
-//! figure beside the ceiling measured on the same machine in the same run.
+//! figure beside the ceiling measured on the same machine in the same run, and by the drills.
+//!
+//! A run is either one kind of call ([`run`]) or a weighted [`Mix`] of kinds ([`run_mix`]),
+//! each kind with its own histogram and the run's total beside them. [`Samples`] times a step
+//! inside a call (e.g. `CreateOrder` within a whole purchase).
 
 use std::{
+    fmt::Display,
     future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use hdrhistogram::Histogram;
 
-/// What one load run measured.
+/// What one load run (or one kind of call in a mix) measured.
 #[derive(Debug, Clone)]
 pub struct LoadReport {
     /// What was called.
@@ -28,20 +35,208 @@ pub struct LoadReport {
     pub p99_us: u64,
     /// Slowest call, microseconds.
     pub max_us: u64,
+    /// The first error seen, to say why calls failed without flooding the output.
+    pub first_error: Option<String>,
+}
+
+impl LoadReport {
+    fn from_histogram(label: &str, histogram: &Histogram<u64>, ok: u64, errors: u64, secs: f64) -> Self {
+        Self {
+            label: label.to_owned(),
+            rps: ok as f64 / secs,
+            errors,
+            ok,
+            p50_us: histogram.value_at_quantile(0.50),
+            p90_us: histogram.value_at_quantile(0.90),
+            p99_us: histogram.value_at_quantile(0.99),
+            max_us: histogram.max(),
+            first_error: None,
+        }
+    }
+
+    /// Requests per second as a percentage of `base`'s.
+    pub fn percent_of(&self, base: &LoadReport) -> f64 {
+        100.0 * self.rps / base.rps
+    }
 }
 
 impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:<44} {:>9.0} req/s  p50 {:>6} µs  p90 {:>6} µs  p99 {:>6} µs  max {:>7} µs  errors {}",
+            "{:<58} {:>8.0} req/s  p50 {:>7} µs  p90 {:>7} µs  p99 {:>7} µs  max {:>8} µs  errors {}",
             self.label, self.rps, self.p50_us, self.p90_us, self.p99_us, self.max_us, self.errors
-        )
+        )?;
+        if let Some(error) = &self.first_error {
+            write!(f, " (first: {error})")?;
+        }
+        Ok(())
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 10 minutes: a purchase under faults can take tens of seconds.
+    Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("valid bounds")
+}
+
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+type BoxCall = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// A weighted mix of calls: each caller picks the next kind at random in proportion to the
+/// weights (a fixed-seed generator per caller, so runs are comparable).
+#[derive(Clone, Default)]
+pub struct Mix {
+    kinds: Vec<(String, u32, BoxCall)>,
+}
+
+impl std::fmt::Debug for Mix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<_> = self
+            .kinds
+            .iter()
+            .map(|(label, weight, _)| (label, weight))
+            .collect();
+        f.debug_struct("Mix").field("kinds", &kinds).finish()
+    }
+}
+
+impl Mix {
+    /// An empty mix.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a kind of call with its relative `weight`.
+    pub fn with<F, Fut, T, E>(mut self, label: &str, weight: u32, call: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        E: Display,
+    {
+        let call: BoxCall = Arc::new(move || {
+            let fut = call();
+            Box::pin(async move { fut.await.map(|_| ()).map_err(|err| err.to_string()) })
+        });
+        self.kinds.push((label.to_owned(), weight, call));
+        self
+    }
+
+    fn pick(&self, roll: u64) -> usize {
+        let total: u64 = self.kinds.iter().map(|(_, w, _)| u64::from(*w)).sum();
+        let mut point = roll % total.max(1);
+        for (i, (_, weight, _)) in self.kinds.iter().enumerate() {
+            if point < u64::from(*weight) {
+                return i;
+            }
+            point -= u64::from(*weight);
+        }
+        0
+    }
+}
+
+/// What a mixed run measured: every kind, and all calls together.
+#[derive(Debug, Clone)]
+pub struct MixReport {
+    /// All calls.
+    pub total: LoadReport,
+    /// One report per kind, in the order they were added.
+    pub kinds: Vec<LoadReport>,
+}
+
+/// One caller's tallies: per kind, (histogram, ok, errors, first error).
+type Tally = Vec<(Histogram<u64>, u64, u64, Option<String>)>;
+
+/// Runs `mix` from `concurrency` callers for `warmup` (not measured) then `duration`.
+pub async fn run_mix(
+    label: &str,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    mix: Mix,
+) -> MixReport {
+    assert!(!mix.kinds.is_empty(), "a mix needs at least one kind of call");
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let stop_at = measure_from + duration;
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..concurrency {
+        let mix = mix.clone();
+        callers.spawn(async move {
+            // xorshift64*, seeded per caller: cheap, deterministic, good enough to pick kinds.
+            let mut state =
+                0x9E37_79B9_7F4A_7C15_u64 ^ (caller as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let mut tally: Tally = mix.kinds.iter().map(|_| (histogram(), 0, 0, None)).collect();
+            loop {
+                let began = Instant::now();
+                if began >= stop_at {
+                    break;
+                }
+                state ^= state >> 12;
+                state ^= state << 25;
+                state ^= state >> 27;
+                let kind = mix.pick(state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11);
+                let result = (mix.kinds[kind].2)().await;
+                if began < measure_from {
+                    continue;
+                }
+                let (histogram, ok, errors, first_error) = &mut tally[kind];
+                histogram.saturating_record(micros(began.elapsed()));
+                match result {
+                    Ok(()) => *ok += 1,
+                    Err(err) => {
+                        *errors += 1;
+                        first_error.get_or_insert(err);
+                    }
+                }
+            }
+            tally
+        });
+    }
+    let mut merged: Tally = mix.kinds.iter().map(|_| (histogram(), 0, 0, None)).collect();
+    while let Some(joined) = callers.join_next().await {
+        for (into, from) in merged.iter_mut().zip(joined.expect("caller task")) {
+            into.0.add(&from.0).expect("same bounds");
+            into.1 += from.1;
+            into.2 += from.2;
+            if into.3.is_none() {
+                into.3 = from.3;
+            }
+        }
+    }
+    let secs = duration.as_secs_f64();
+    let mut all = histogram();
+    let (mut ok, mut errors, mut first_error) = (0, 0, None);
+    let kinds = mix
+        .kinds
+        .iter()
+        .zip(merged)
+        .map(|((kind, _, _), (h, o, e, first))| {
+            all.add(&h).expect("same bounds");
+            ok += o;
+            errors += e;
+            if first_error.is_none() {
+                first_error.clone_from(&first);
+            }
+            LoadReport {
+                first_error: first,
+                ..LoadReport::from_histogram(kind, &h, o, e, secs)
+            }
+        })
+        .collect();
+    MixReport {
+        total: LoadReport {
+            first_error,
+            ..LoadReport::from_histogram(label, &all, ok, errors, secs)
+        },
+        kinds,
     }
 }
 
 /// Runs `call` from `concurrency` callers for `warmup` (not measured) then `duration`.
-pub async fn run<F, Fut, E>(
+pub async fn run<F, Fut, T, E>(
     label: &str,
     concurrency: usize,
     warmup: Duration,
@@ -49,54 +244,49 @@ pub async fn run<F, Fut, E>(
     call: F,
 ) -> LoadReport
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(), E>> + Send,
-    E: Send,
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    E: Display,
 {
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let stop_at = measure_from + duration;
-    let mut callers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let call = call.clone();
-        callers.spawn(async move {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-            let (mut ok, mut errors) = (0u64, 0u64);
-            loop {
-                let began = Instant::now();
-                if began >= stop_at {
-                    break;
-                }
-                let result = call().await;
-                if began < measure_from {
-                    continue;
-                }
-                let micros = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
-                histogram.saturating_record(micros.max(1));
-                match result {
-                    Ok(()) => ok += 1,
-                    Err(_) => errors += 1,
-                }
-            }
-            (histogram, ok, errors)
-        });
+    run_mix(
+        label,
+        concurrency,
+        warmup,
+        duration,
+        Mix::new().with(label, 1, call),
+    )
+    .await
+    .total
+}
+
+/// Latencies of one step inside a call (e.g. `CreateOrder` within a purchase), recorded from
+/// `measure_from` on so that they cover the same window as the run's own figures.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    measure_from: Instant,
+    histogram: Arc<Mutex<Histogram<u64>>>,
+}
+
+impl Samples {
+    /// Samples that ignore the first `warmup`.
+    pub fn after(warmup: Duration) -> Self {
+        Self {
+            measure_from: Instant::now() + warmup,
+            histogram: Arc::new(Mutex::new(histogram())),
+        }
     }
-    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-    let (mut ok, mut errors) = (0, 0);
-    while let Some(joined) = callers.join_next().await {
-        let (histogram, o, e) = joined.expect("caller task");
-        total.add(&histogram).expect("same bounds");
-        ok += o;
-        errors += e;
+
+    /// Records a step that began at `began` and ends now.
+    pub fn record_since(&self, began: Instant) {
+        if began >= self.measure_from {
+            let mut histogram = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
+            histogram.saturating_record(micros(began.elapsed()));
+        }
     }
-    LoadReport {
-        label: label.to_owned(),
-        rps: ok as f64 / duration.as_secs_f64(),
-        errors,
-        ok,
-        p50_us: total.value_at_quantile(0.50),
-        p90_us: total.value_at_quantile(0.90),
-        p99_us: total.value_at_quantile(0.99),
-        max_us: total.max(),
+
+    /// The recorded latencies as a report (rate over `duration`).
+    pub fn report(&self, label: &str, duration: Duration) -> LoadReport {
+        let histogram = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
+        LoadReport::from_histogram(label, &histogram, histogram.len(), 0, duration.as_secs_f64())
     }
 }

@@ -199,6 +199,9 @@ pub struct ServiceSettings {
     /// How long to keep serving, already NOT_SERVING, before refusing new calls
     /// (`<P>_DRAIN_DELAY_SECS`), so load balancers notice the pod is leaving first.
     pub drain_delay: Duration,
+    /// Whether to serve gRPC server reflection (`<P>_REFLECTION`, default true), which grpcurl
+    /// uses to call without proto files.
+    pub reflection: bool,
 }
 
 impl fmt::Debug for ServiceSettings {
@@ -209,6 +212,7 @@ impl fmt::Debug for ServiceSettings {
             .field("migrate", &self.migrate)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("drain_delay", &self.drain_delay)
+            .field("reflection", &self.reflection)
             .finish()
     }
 }
@@ -228,6 +232,7 @@ impl ServiceSettings {
             migrate: env.bool_or("MIGRATE", true)?,
             shutdown_grace: env.secs_or("SHUTDOWN_GRACE_SECS", DEFAULT_SHUTDOWN_GRACE)?,
             drain_delay: env.secs_or("DRAIN_DELAY_SECS", Duration::ZERO)?,
+            reflection: env.bool_or("REFLECTION", true)?,
         })
     }
 }
@@ -273,6 +278,7 @@ mod tests {
             migrate: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             drain_delay: Duration::ZERO,
+            reflection: true,
         };
         assert!(!format!("{settings:?}").contains("hunter2"));
     }

@@ -1,7 +1,8 @@
 //! The runtime every eSIM suite service shares, so no service repeats bootstrap code:
 //! configuration from the environment ([`config`]), logging ([`telemetry`]), database connect
-//! and migrations ([`db`]), the gRPC server with health, reflection, request ids and graceful
-//! shutdown ([`server`], [`request_id`]), gRPC error helpers ([`status`]), and the binary
+//! and migrations ([`db`]), the gRPC server with health, reflection, the call context (request
+//! id, trace context, deadline) and graceful shutdown ([`server`], [`call_context`]), trust
+//! between the suite's services ([`internal`], [`peer`]), gRPC error helpers ([`status`]), and the binary
 //! bootstrap ([`service`]), the conversions every API shares ([`api`]), and
 //! secrets at rest ([`crypto`]).
 
@@ -9,9 +10,11 @@
 /// clients and the sandbox).
 pub use esim_config as config;
 pub mod api;
+pub mod call_context;
 pub mod crypto;
 pub mod db;
-pub mod request_id;
+pub mod internal;
+pub mod peer;
 pub mod schema;
 pub mod server;
 pub mod service;
@@ -19,5 +22,4 @@ pub mod status;
 pub mod telemetry;
 
 pub use config::{Env, ServiceSettings};
-pub use server::{GrpcServer, ShutdownPolicy};
-pub use service::{BoxError, ServiceContext, ServiceSpec};
+

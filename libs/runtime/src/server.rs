@@ -2,14 +2,20 @@
 //! server reflection (v1 and v1alpha, so grpcurl works with no proto files), the request-id
 //! layer, and graceful shutdown.
 //!
-//! Health: every registered service and the overall `""` entry start NOT_SERVING, turn SERVING
-//! once the listener accepts calls, and turn NOT_SERVING again as soon as shutdown begins, before
-//! in-flight calls are drained (within a bounded grace period).
+//! Health is readiness: every registered service and the overall `""` entry start NOT_SERVING,
+//! turn SERVING once the listener accepts calls (and, with a [readiness gate], while the gate
+//! is open), and turn NOT_SERVING again as soon as shutdown begins, before in-flight calls are
+//! drained (within a bounded grace period). The `liveness` entry is SERVING from the start of
+//! serving to the end of the process, whatever the gate says: a gateway whose backends are all
+//! down is not ready, but restarting it would not help.
+//!
+//! [readiness gate]: GrpcServer::readiness_gate
 
 use std::{convert::Infallible, future::Future, time::Duration};
 
 use http::{Request, Response};
 use tokio::net::TcpListener;
+use tokio::sync::{Mutex, watch};
 use tonic::{
     body::Body,
     server::NamedService,
@@ -19,7 +25,13 @@ use tonic::{
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tower::Service;
 
-use crate::request_id::RequestIdLayer;
+use crate::{
+    call_context::CallContextLayer,
+    internal::{InternalAuthLayer, InternalCredential},
+};
+
+/// The health entry that reports liveness only.
+pub const LIVENESS: &str = "liveness";
 
 /// Why a server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -51,17 +63,29 @@ impl Default for ShutdownPolicy {
     }
 }
 
-/// Marks the server ready or not on its health service; cheap to clone.
+/// What readiness depends on.
+#[derive(Debug, Clone, Copy)]
+struct ReadinessState {
+    /// Accepting calls and not shutting down.
+    serving: bool,
+    /// The service's own condition (e.g. the gateway: a backend is reachable).
+    gate: bool,
+}
+
+/// Reports readiness on the health service; one writer at a time, so a late gate update cannot
+/// undo the NOT_SERVING of shutdown.
 #[derive(Debug, Clone)]
-pub struct Readiness {
+struct Readiness {
     reporter: HealthReporter,
     names: Vec<String>,
+    state: std::sync::Arc<Mutex<ReadinessState>>,
 }
 
 impl Readiness {
-    /// Sets every registered service, and the overall `""` entry, to `status`.
-    pub async fn set(&self, serving: bool) {
-        let status = if serving {
+    async fn update(&self, change: impl FnOnce(&mut ReadinessState)) {
+        let mut state = self.state.lock().await;
+        change(&mut state);
+        let status = if state.serving && state.gate {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -78,6 +102,9 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     health_names: Vec<String>,
     reflected: Vec<String>,
+    reflection: bool,
+    internal: Option<InternalCredential>,
+    gate: Option<watch::Receiver<bool>>,
 }
 
 impl Default for GrpcServer {
@@ -93,6 +120,9 @@ impl GrpcServer {
             routes: Routes::builder(),
             health_names: vec![String::new()],
             reflected: Vec::new(),
+            reflection: true,
+            internal: None,
+            gate: None,
         }
     }
 
@@ -120,6 +150,25 @@ impl GrpcServer {
         self
     }
 
+    /// Serves reflection (the default) or not.
+    pub fn reflection(mut self, enabled: bool) -> Self {
+        self.reflection = enabled;
+        self
+    }
+
+    /// Refuses every call but health and reflection that does not carry `credential` (see
+    /// [`crate::internal`]); `None` trusts every caller.
+    pub fn require_internal(mut self, credential: Option<InternalCredential>) -> Self {
+        self.internal = credential;
+        self
+    }
+
+    /// Reports SERVING only while `gate` holds `true` (besides serving at all).
+    pub fn readiness_gate(mut self, gate: watch::Receiver<bool>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Serves on `listener` until `shutdown` completes, then drains per `policy`.
     pub async fn serve(
         self,
@@ -128,11 +177,27 @@ impl GrpcServer {
         policy: ShutdownPolicy,
     ) -> Result<(), ServeError> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status(LIVENESS, ServingStatus::NotServing)
+            .await;
         let readiness = Readiness {
-            reporter,
+            reporter: reporter.clone(),
             names: self.health_names,
+            state: std::sync::Arc::new(Mutex::new(ReadinessState {
+                serving: false,
+                gate: self.gate.as_ref().is_none_or(|gate| *gate.borrow()),
+            })),
         };
-        readiness.set(false).await;
+        readiness.update(|_| {}).await;
+        let gate_task = self.gate.map(|mut gate| {
+            let readiness = readiness.clone();
+            tokio::spawn(async move {
+                while gate.changed().await.is_ok() {
+                    let open = *gate.borrow_and_update();
+                    readiness.update(|state| state.gate = open).await;
+                }
+            })
+        });
 
         let mut reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(esim_proto::FILE_DESCRIPTOR_SET)
@@ -147,17 +212,20 @@ impl GrpcServer {
             reflection_v1alpha = reflection_v1alpha.with_service_name(name.as_str());
         }
         let mut routes = self.routes;
-        routes
-            .add_service(health_service)
-            .add_service(reflection_v1.build_v1()?)
-            .add_service(reflection_v1alpha.build_v1alpha()?);
+        routes.add_service(health_service);
+        if self.reflection {
+            routes
+                .add_service(reflection_v1.build_v1()?)
+                .add_service(reflection_v1alpha.build_v1alpha()?);
+        }
 
         let local_addr = listener.local_addr().ok();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .layer(RequestIdLayer)
+            .layer(CallContextLayer)
+            .layer(InternalAuthLayer::new(self.internal))
             .add_routes(routes.routes())
             // Nagle's algorithm on accepted sockets stalls small request/response exchanges
             // behind delayed ACKs (tens of ms per hop through the gateway).
@@ -167,7 +235,10 @@ impl GrpcServer {
             });
         tokio::pin!(server);
 
-        readiness.set(true).await;
+        readiness.update(|state| state.serving = true).await;
+        reporter
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         tracing::info!(addr = ?local_addr, "serving gRPC");
 
         tokio::select! {
@@ -176,7 +247,10 @@ impl GrpcServer {
         }
 
         tracing::info!(drain_delay = ?policy.drain_delay, grace = ?policy.grace, "shutting down: NOT_SERVING");
-        readiness.set(false).await;
+        readiness.update(|state| state.serving = false).await;
+        if let Some(task) = gate_task {
+            task.abort();
+        }
         let drain = tokio::time::sleep(policy.drain_delay);
         tokio::pin!(drain);
         tokio::select! {

@@ -1,5 +1,5 @@
-//! A server on a free port, checked with real gRPC clients: health, reflection, and graceful
-//! shutdown with a call in flight.
+//! A server on a free port, checked with real gRPC clients: health, reflection, graceful
+//! shutdown with a call in flight, the internal credential, the call context and readiness.
 
 use std::{convert::Infallible, task::Poll, time::Duration};
 
@@ -20,9 +20,25 @@ use tonic_reflection::pb::v1alpha::{
 use super::*;
 
 /// A gRPC service that answers every call with an empty message after a delay, standing in for
-/// a slow domain call.
-#[derive(Clone)]
-struct Slow(Duration);
+/// a slow domain call, and keeps the headers of every call it ran.
+#[derive(Clone, Default)]
+struct Slow {
+    delay: Duration,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
+}
+
+impl Slow {
+    fn new(delay: Duration) -> Self {
+        Self {
+            delay,
+            ..Self::default()
+        }
+    }
+
+    fn calls(&self) -> Vec<http::HeaderMap> {
+        self.seen.lock().unwrap().clone()
+    }
+}
 
 impl NamedService for Slow {
     const NAME: &'static str = "test.Slow";
@@ -37,8 +53,9 @@ impl tower::Service<http::Request<Body>> for Slow {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _request: http::Request<Body>) -> Self::Future {
-        let delay = self.0;
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        self.seen.lock().unwrap().push(request.headers().clone());
+        let delay = self.delay;
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             let mut trailers = http::HeaderMap::new();
@@ -57,11 +74,17 @@ impl tower::Service<http::Request<Body>> for Slow {
     }
 }
 
-async fn call_slow(channel: Channel) -> Result<(), tonic::Status> {
+async fn call_slow<C>(channel: C) -> Result<(), tonic::Status>
+where
+    C: tonic::client::GrpcService<Body>,
+    C::Error: Into<tonic::codegen::StdError>,
+    C::ResponseBody: http_body::Body<Data = Bytes> + Send + 'static,
+    <C::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        .map_err(|e| tonic::Status::unavailable(e.into().to_string()))?;
     let path = http::uri::PathAndQuery::from_static("/test.Slow/Call");
     grpc.unary::<(), (), _>(tonic::Request::new(()), path, tonic_prost::ProstCodec::default())
         .await
@@ -69,18 +92,23 @@ async fn call_slow(channel: Channel) -> Result<(), tonic::Status> {
 }
 
 struct Running {
+    addr: std::net::SocketAddr,
     channel: Channel,
     token: CancellationToken,
     server: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
 
 async fn start(slow: Duration, grace: Duration) -> Running {
+    let server = GrpcServer::new()
+        .add_service(Slow::new(slow))
+        .describe("esim.catalog.v1.CatalogService");
+    start_server(server, grace).await
+}
+
+async fn start_server(server: GrpcServer, grace: Duration) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
-    let server = GrpcServer::new()
-        .add_service(Slow(slow))
-        .describe("esim.catalog.v1.CatalogService");
     let stop = token.clone();
     let policy = ShutdownPolicy {
         drain_delay: Duration::ZERO,
@@ -97,6 +125,7 @@ async fn start(slow: Duration, grace: Duration) -> Running {
         .await
         .unwrap();
     Running {
+        addr,
         channel,
         token,
         server,
@@ -222,5 +251,149 @@ async fn request_id_is_echoed_or_generated() {
         .unwrap();
     let generated = response.metadata().get("x-request-id").unwrap().to_str().unwrap();
     assert_eq!(generated.len(), 36, "a UUID: {generated}");
+    running.token.cancel();
+}
+
+fn peer(running: &Running, credential: Option<InternalCredential>) -> crate::peer::PeerChannel {
+    crate::peer::PeerChannel::connect_lazy("TEST_URL", &format!("http://{}", running.addr), credential, 2)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn backends_refuse_callers_without_the_internal_credential() {
+    let credential = InternalCredential::generate();
+    let slow = Slow::new(Duration::ZERO);
+    let server = GrpcServer::new()
+        .add_service(slow.clone())
+        .require_internal(Some(credential.clone()));
+    let running = start_server(server, Duration::from_secs(5)).await;
+
+    let refused = call_slow(running.channel.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let refused = call_slow(peer(&running, Some(InternalCredential::generate())))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert!(
+        slow.calls().is_empty(),
+        "a refused call never reaches the service"
+    );
+    // Probes and grpcurl still work.
+    assert_eq!(health(&running.channel, "").await, ServingStatus::Serving);
+
+    call_slow(peer(&running, Some(credential))).await.unwrap();
+    let calls = slow.calls();
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0].get(crate::internal::HEADER).is_none(),
+        "the credential is removed before the handler runs"
+    );
+    running.token.cancel();
+}
+
+#[tokio::test]
+async fn peer_calls_carry_the_callers_request_id_trace_and_deadline() {
+    let slow = Slow::new(Duration::ZERO);
+    let running = start_server(
+        GrpcServer::new().add_service(slow.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+    let trace =
+        esim_context::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let context = esim_context::CallContext {
+        request_id: esim_context::RequestId::parse("order-42").unwrap(),
+        trace,
+        deadline: Some(std::time::Instant::now() + Duration::from_secs(5)),
+    };
+    esim_context::scope(context, call_slow(peer(&running, None)))
+        .await
+        .unwrap();
+    let headers = &slow.calls()[0];
+    assert_eq!(headers.get("x-request-id").unwrap(), "order-42");
+    let sent =
+        esim_context::TraceParent::parse(headers.get("traceparent").unwrap().to_str().unwrap()).unwrap();
+    assert_eq!(sent.trace_id(), trace.trace_id(), "same trace");
+    assert_ne!(sent, trace, "a new span");
+    let timeout =
+        crate::call_context::parse_grpc_timeout(headers.get("grpc-timeout").unwrap().to_str().unwrap())
+            .unwrap();
+    assert!(
+        timeout <= Duration::from_secs(5) && timeout > Duration::from_secs(4),
+        "{timeout:?}"
+    );
+    running.token.cancel();
+}
+
+#[tokio::test]
+async fn a_peer_call_is_not_sent_once_the_caller_gave_up() {
+    let slow = Slow::new(Duration::ZERO);
+    let running = start_server(
+        GrpcServer::new().add_service(slow.clone()),
+        Duration::from_secs(5),
+    )
+    .await;
+
+    let context = esim_context::CallContext {
+        deadline: Some(std::time::Instant::now()),
+        ..esim_context::CallContext::background()
+    };
+    let status = esim_context::scope(context, call_slow(peer(&running, None)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+    assert!(slow.calls().is_empty());
+    running.token.cancel();
+}
+
+#[tokio::test]
+async fn readiness_follows_the_gate_and_liveness_does_not() {
+    let (gate, gate_rx) = tokio::sync::watch::channel(false);
+    let server = GrpcServer::new()
+        .add_service(Slow::new(Duration::ZERO))
+        .readiness_gate(gate_rx);
+    let running = start_server(server, Duration::from_secs(5)).await;
+    let channel = &running.channel;
+    assert_eq!(health(channel, "").await, ServingStatus::NotServing);
+    assert_eq!(health(channel, "test.Slow").await, ServingStatus::NotServing);
+    assert_eq!(health(channel, LIVENESS).await, ServingStatus::Serving);
+
+    gate.send(true).unwrap();
+    let mut ready = false;
+    for _ in 0..50 {
+        if health(channel, "").await == ServingStatus::Serving {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(ready, "SERVING once the gate opens");
+    gate.send(false).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(health(channel, "").await, ServingStatus::NotServing);
+    assert_eq!(health(channel, LIVENESS).await, ServingStatus::Serving);
+    running.token.cancel();
+}
+
+#[tokio::test]
+async fn reflection_can_be_turned_off() {
+    let server = GrpcServer::new()
+        .add_service(Slow::new(Duration::ZERO))
+        .reflection(false);
+    let running = start_server(server, Duration::from_secs(5)).await;
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let refused = ServerReflectionClient::new(running.channel.clone())
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect_err("no reflection service");
+    assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
+    assert_eq!(
+        health(&running.channel, "").await,
+        ServingStatus::Serving,
+        "health stays"
+    );
     running.token.cancel();
 }

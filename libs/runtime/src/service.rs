@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::{ConfigError, Env, ServiceSettings},
+    internal::InternalAuth,
     server::{GrpcServer, ServeError, ShutdownPolicy},
 };
 
@@ -49,6 +50,8 @@ pub struct ServiceContext {
     pub env: Env,
     /// Its common settings.
     pub settings: ServiceSettings,
+    /// The internal credential it sends to, and requires from, the suite's services.
+    pub internal: InternalAuth,
     /// The bound gRPC listener.
     pub listener: TcpListener,
     /// Cancelled when the service must stop.
@@ -79,10 +82,12 @@ impl ServiceContext {
         shutdown: CancellationToken,
     ) -> Result<Self, BoxError> {
         let settings = spec.settings(&env)?;
+        let internal = InternalAuth::from_env(&env)?;
         Ok(Self {
             spec,
             env,
             settings,
+            internal,
             listener,
             shutdown,
         })
@@ -98,8 +103,24 @@ impl ServiceContext {
         crate::db::connect_and_migrate::<M>(&self.settings.database_url, self.settings.migrate).await
     }
 
-    /// Serves `server` on the bound listener until shutdown, then drains.
+    /// Serves `server` on the bound listener, to the suite's own services only (see
+    /// [`crate::internal`]), until shutdown, then drains.
     pub async fn serve(self, server: GrpcServer) -> Result<(), ServeError> {
+        let required = self
+            .internal
+            .enforce
+            .then(|| self.internal.credential.clone())
+            .flatten();
+        self.serve_to(server.require_internal(required)).await
+    }
+
+    /// Serves `server` to every caller: the front door, which authenticates callers itself.
+    pub async fn serve_public(self, server: GrpcServer) -> Result<(), ServeError> {
+        self.serve_to(server).await
+    }
+
+    async fn serve_to(self, server: GrpcServer) -> Result<(), ServeError> {
+        let server = server.reflection(self.settings.reflection);
         let policy = ShutdownPolicy {
             drain_delay: self.settings.drain_delay,
             grace: self.settings.shutdown_grace,

@@ -6,10 +6,16 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// Longest description carried in a status. Descriptions often quote the refused value, and an
+/// unbounded one (a 20 kB name) would make the response headers larger than HTTP/2 peers
+/// accept (16 KiB by default): the call, and others on the same connection, would fail at the
+/// transport instead of answering INVALID_ARGUMENT.
+const MAX_DESCRIPTION_CHARS: usize = 200;
+
 /// INVALID_ARGUMENT naming the offending field (`field` is the request field path, e.g.
-/// `order.cycle_count`).
+/// `order.cycle_count`); the description is cut to 200 characters.
 pub fn invalid_argument(field: &str, description: impl Into<String>) -> Status {
-    let description = description.into();
+    let description = bounded(description.into());
     Status::with_error_details(
         Code::InvalidArgument,
         format!("{field}: {description}"),
@@ -26,6 +32,13 @@ pub fn resource_exhausted(message: impl Into<String>, retry_after: Duration) -> 
     )
 }
 
+fn bounded(text: String) -> String {
+    match text.char_indices().nth(MAX_DESCRIPTION_CHARS) {
+        None => text,
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +50,22 @@ mod tests {
         let details = status.get_error_details();
         let bad_request = details.bad_request().expect("bad request details");
         assert_eq!(bad_request.field_violations[0].field, "page_size");
+    }
+
+    #[test]
+    fn a_quoted_value_cannot_make_the_status_unbounded() {
+        let status = invalid_argument("name", format!("{:?} is not an order name", "é".repeat(20_000)));
+        assert!(
+            status.message().chars().count() <= MAX_DESCRIPTION_CHARS + 10,
+            "{}",
+            status.message().len()
+        );
+        assert!(status.message().ends_with('…'));
+        let details = status.get_error_details();
+        let violation = &details
+            .bad_request()
+            .expect("bad request details")
+            .field_violations[0];
+        assert!(violation.description.chars().count() <= MAX_DESCRIPTION_CHARS + 1);
     }
 }

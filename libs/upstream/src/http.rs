@@ -250,7 +250,13 @@ impl HttpClient {
         if !self.breaker.try_acquire() {
             return Err(err(ErrorKind::CircuitOpen).mutating(false));
         }
-        let req = match build(&self.client) {
+        let context = esim_context::current();
+        if context.as_ref().is_some_and(|context| context.expired()) {
+            // The caller gave up: not sending is the one outcome that is certain.
+            self.breaker.on_success();
+            return Err(err(ErrorKind::Timeout(Duration::ZERO)).mutating(false));
+        }
+        let mut req = match build(&self.client) {
             Ok(r) => r,
             Err(e) => {
                 // Nothing was sent: release a half-open probe slot as a non-event.
@@ -258,11 +264,20 @@ impl HttpClient {
                 return Err(e);
             }
         };
-        let timeout = req
+        let asked = req
             .try_clone()
             .and_then(|r| r.build().ok())
             .and_then(|r| r.timeout().copied())
             .unwrap_or(self.settings.request_timeout);
+        // The upstream sees the caller's request id and trace, and is waited for no longer
+        // than the caller still waits.
+        let timeout = esim_context::cap_timeout(asked);
+        if let Some(context) = &context {
+            for (name, value) in context.outgoing_headers() {
+                req = req.header(name, value);
+            }
+        }
+        let req = req.timeout(timeout);
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) => {

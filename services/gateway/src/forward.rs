@@ -1,7 +1,8 @@
 //! Forwarding one backend gRPC service frame for frame: the HTTP/2 request (headers, body
-//! stream, trailers) goes to the backend's channel unchanged, and its response comes back the
-//! same way. Nothing is decoded, so any method, unary or streaming, works, including methods
-//! added to a backend later.
+//! stream, trailers) goes to the backend's channel unchanged but for what the [`PeerChannel`]
+//! stamps on it (the internal credential, the request id, a child `traceparent`, the remaining
+//! deadline), and its response comes back the same way. Nothing is decoded, so any method,
+//! unary or streaming, works, including methods added to a backend later.
 
 use std::{
     convert::Infallible,
@@ -9,8 +10,9 @@ use std::{
     task::{Context, Poll},
 };
 
+use esim_runtime::peer::PeerChannel;
 use futures::future::BoxFuture;
-use tonic::{Status, body::Body, server::NamedService, transport::Channel};
+use tonic::{Status, body::Body, server::NamedService};
 use tower::Service;
 
 /// A backend gRPC service, identified by its fully-qualified name.
@@ -44,7 +46,7 @@ backends! {
 /// Forwards every call of backend `B` over `channel`.
 #[derive(Debug)]
 pub struct Forward<B> {
-    channel: Channel,
+    channel: PeerChannel,
     backend: PhantomData<fn() -> B>,
 }
 
@@ -59,7 +61,7 @@ impl<B> Clone for Forward<B> {
 
 impl<B: Backend> Forward<B> {
     /// Forwards to the backend behind `channel`.
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: PeerChannel) -> Self {
         Self {
             channel,
             backend: PhantomData,
@@ -77,22 +79,16 @@ impl<B: Backend> Service<http::Request<Body>> for Forward<B> {
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Readiness is awaited per call below, so a backend that is down turns into a status
-        // for that call instead of stalling the gateway's connection.
+        // PeerChannel awaits a connection per call, so a backend that is down turns into a
+        // status for that call instead of stalling the gateway's connection.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // Channel is a cheap handle; the one polled ready must be the one called.
-        let mut channel = self.channel.clone();
+        let method = request.uri().path().to_owned();
+        let call = self.channel.call(request);
         Box::pin(async move {
-            let method = request.uri().path().to_owned();
-            let result = async {
-                futures::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
-                channel.call(request).await
-            }
-            .await;
-            Ok(result.unwrap_or_else(|err| {
+            Ok(call.await.unwrap_or_else(|err| {
                 tracing::warn!(backend = B::NAME, %method, error = %err, "backend unavailable");
                 Status::unavailable(format!("{} is unavailable: {err}", B::NAME)).into_http()
             }))

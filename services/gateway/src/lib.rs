@@ -1,18 +1,36 @@
-//! The gateway: the one address callers need. It forwards every call of the catalog, ordering,
-//! provisioning and usage APIs to the backend that serves it, by gRPC service name, without
-//! decoding the messages (streams included), passing deadlines (`grpc-timeout`), metadata and
-//! the request id on, and serves reflection for all five APIs.
+//! The gateway: the one address callers need. It authenticates every call by API key
+//! ([`auth`], [`keys`], [`cache`]), checks the method's scope ([`scopes`]) and the key's rate
+//! limit ([`ratelimit`]) before any backend is called, then forwards the call to the backend
+//! that serves it, by gRPC service name, without decoding the messages (streams included;
+//! [`forward`], [`backends`]), with the internal credential, request id, trace context and
+//! remaining deadline. It serves the API-key admin API ([`api`]; also the `esim-keys` CLI,
+//! [`cli`]), reflection for all five APIs, and readiness that follows its backends.
 
+pub mod api;
+pub mod auth;
+pub mod backends;
+pub mod cache;
+pub mod cli;
+pub mod entity;
+pub mod error;
 pub mod forward;
+pub mod keys;
 pub mod migration;
+pub mod ratelimit;
+pub mod scopes;
+pub mod settings;
+pub mod store;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::Duration,
+};
 
-use esim_proto::gateway::v1::gateway_service_server;
-use esim_runtime::{BoxError, Env, GrpcServer, ServiceContext, ServiceSpec, config::ConfigError};
-use tonic::transport::Endpoint;
+use esim_runtime::{BoxError, GrpcServer, ServiceContext, ServiceSpec};
 
-use crate::forward::Forward;
+use crate::{
+    api::GatewayApi, auth::Authorized, backends::Backends, forward::Forward, settings::AuthSettings,
+};
 
 /// The gateway's identity: `GATEWAY_*` settings, default `127.0.0.1:50051`.
 pub const SERVICE: ServiceSpec = ServiceSpec {
@@ -21,60 +39,39 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     default_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50051),
 };
 
-/// Where the backends listen (`GATEWAY_CATALOG_URL`, ...).
-#[derive(Debug, Clone)]
-pub struct BackendUrls {
-    /// The catalog service.
-    pub catalog: String,
-    /// The ordering service.
-    pub ordering: String,
-    /// The provisioning service.
-    pub provisioning: String,
-    /// The usage service.
-    pub usage: String,
-}
-
-impl BackendUrls {
-    /// Reads the backend URLs, defaulting to the local suite's ports.
-    pub fn from_env(env: &Env) -> Self {
-        Self {
-            catalog: env.string_or("CATALOG_URL", "http://127.0.0.1:50052"),
-            ordering: env.string_or("ORDERING_URL", "http://127.0.0.1:50053"),
-            provisioning: env.string_or("PROVISIONING_URL", "http://127.0.0.1:50054"),
-            usage: env.string_or("USAGE_URL", "http://127.0.0.1:50055"),
-        }
-    }
-}
-
 /// Runs the gateway until shutdown.
 pub async fn run(context: ServiceContext) -> Result<(), BoxError> {
-    let _db = context.database::<migration::Migrator>().await?;
-    let urls = BackendUrls::from_env(&context.env);
-    tracing::info!(?urls, "forwarding to backends");
+    let db = context.database::<migration::Migrator>().await?;
+    let keys = AuthSettings::from_env(&context.env)?
+        .start(&db, context.shutdown.clone())
+        .await?;
+    let backends = Backends::from_env(&context.env, context.internal.credential.clone())?;
+    let probe_interval = context
+        .env
+        .secs_or("BACKEND_PROBE_SECS", Duration::from_secs(2))?;
+    let reachable = backends.watch_reachable(probe_interval, context.shutdown.clone());
     let server = GrpcServer::new()
-        .add_service(Forward::<forward::Catalog>::new(channel(&urls.catalog)?))
-        .add_service(Forward::<forward::Ordering>::new(channel(&urls.ordering)?))
-        .add_service(Forward::<forward::Provisioning>::new(channel(
-            &urls.provisioning,
-        )?))
-        .add_service(Forward::<forward::Usage>::new(channel(&urls.usage)?))
-        .describe(gateway_service_server::SERVICE_NAME);
-    context.serve(server).await?;
+        .add_service(Authorized::new(
+            Forward::<forward::Catalog>::new(backends.catalog),
+            keys.clone(),
+        ))
+        .add_service(Authorized::new(
+            Forward::<forward::Ordering>::new(backends.ordering),
+            keys.clone(),
+        ))
+        .add_service(Authorized::new(
+            Forward::<forward::Provisioning>::new(backends.provisioning),
+            keys.clone(),
+        ))
+        .add_service(Authorized::new(
+            Forward::<forward::Usage>::new(backends.usage),
+            keys.clone(),
+        ))
+        .add_service(Authorized::new(
+            GatewayApi::new(db, keys.clone()).into_service(),
+            keys,
+        ))
+        .readiness_gate(reachable);
+    context.serve_public(server).await?;
     Ok(())
-}
-
-/// A lazily connecting channel: the gateway starts (and answers health) before its backends,
-/// and reconnects by itself when one restarts.
-fn channel(url: &str) -> Result<tonic::transport::Channel, ConfigError> {
-    let endpoint = Endpoint::from_shared(url.to_owned()).map_err(|err| ConfigError::Invalid {
-        key: "GATEWAY_*_URL".into(),
-        value: url.to_owned(),
-        reason: err.to_string(),
-    })?;
-    Ok(endpoint
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(std::time::Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
 }

@@ -84,11 +84,7 @@ pub async fn run(context: ServiceContext) -> Result<(), BoxError> {
     let env = &context.env;
     let cipher = CredentialCipher::from_env(env, &context.settings.database_url)?;
     let db = context.database::<migration::Migrator>().await?;
-    let peers = GrpcPeers::connect(
-        &env.string_or("CATALOG_URL", "http://127.0.0.1:50052"),
-        &env.string_or("PROVISIONING_URL", "http://127.0.0.1:50054"),
-        &env.string_or("USAGE_URL", "http://127.0.0.1:50055"),
-    )?;
+    let peers = GrpcPeers::connect(env, context.internal.credential.clone())?;
     let mp = Arc::new(MpClient::new(MpConfig::from_env(env)?)?);
     let fms = Arc::new(FmsClient::new(FmsConfig::from_env(env)?)?);
     let defaults = SagaConfig::default();

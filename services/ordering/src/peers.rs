@@ -1,6 +1,7 @@
 //! The peer services the saga calls (catalog, provisioning, usage), behind one small trait so
-//! the saga can be tested without them. Production: [`GrpcPeers`], lazily connected channels,
-//! so ordering starts before its peers.
+//! the saga can be tested without them. Production: [`GrpcPeers`], over
+//! [`PeerChannel`]s: lazily connected (ordering starts before its peers), carrying the internal
+//! credential and the current call's context.
 
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use esim_proto::provisioning::v1 as provisioning;
 use esim_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient;
 use esim_proto::usage::v1 as usage;
 use esim_proto::usage::v1::usage_service_client::UsageServiceClient;
+use esim_runtime::{config::ConfigError, internal::InternalCredential, peer::PeerChannel};
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
 
 /// The calls the ordering service makes to its peers. Every mutating call carries an
 /// idempotency key derived from the order, so a retry after a crash is safe.
@@ -41,36 +42,46 @@ pub trait Peers: Send + Sync + std::fmt::Debug {
 /// The peers over gRPC.
 #[derive(Debug, Clone)]
 pub struct GrpcPeers {
-    catalog: CatalogServiceClient<Channel>,
-    provisioning: ProvisioningServiceClient<Channel>,
-    usage: UsageServiceClient<Channel>,
+    catalog: CatalogServiceClient<PeerChannel>,
+    provisioning: ProvisioningServiceClient<PeerChannel>,
+    usage: UsageServiceClient<PeerChannel>,
 }
 
-fn lazy(url: &str) -> Result<Channel, String> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .map_err(|e| format!("{url}: {e}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .connect_lazy())
-}
+/// How long a saga step waits for a peer when no caller's deadline applies.
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl GrpcPeers {
-    /// Lazily connected clients of the three peers.
-    pub fn connect(catalog_url: &str, provisioning_url: &str, usage_url: &str) -> Result<Self, String> {
+    /// Lazily connected clients of the three peers, at `ORDERING_{CATALOG,PROVISIONING,USAGE}_URL`
+    /// of `env`.
+    pub fn connect(
+        env: &esim_runtime::Env,
+        credential: Option<InternalCredential>,
+    ) -> Result<Self, ConfigError> {
+        let peer = |name: &str, default: &str| {
+            PeerChannel::connect_lazy(
+                &env.key(name),
+                &env.string_or(name, default),
+                credential.clone(),
+                1,
+            )
+            .map(|channel| channel.with_default_timeout(STEP_TIMEOUT))
+        };
         Ok(Self {
-            catalog: CatalogServiceClient::new(lazy(catalog_url)?),
-            provisioning: ProvisioningServiceClient::new(lazy(provisioning_url)?),
-            usage: UsageServiceClient::new(lazy(usage_url)?),
+            catalog: CatalogServiceClient::new(peer("CATALOG_URL", "http://127.0.0.1:50052")?),
+            provisioning: ProvisioningServiceClient::new(peer("PROVISIONING_URL", "http://127.0.0.1:50054")?),
+            usage: UsageServiceClient::new(peer("USAGE_URL", "http://127.0.0.1:50055")?),
         })
     }
 }
 
+/// The request carrying `request_id` as its `x-request-id` when no caller's context supplies
+/// one (a saga step resumed in the background).
 fn with_id<T>(message: T, request_id: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = request_id.parse() {
         request
             .metadata_mut()
-            .insert(esim_runtime::request_id::HEADER, value);
+            .insert(esim_context::REQUEST_ID_HEADER, value);
     }
     request
 }

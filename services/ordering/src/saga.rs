@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use esim_context::{CallContext, RequestId};
 use esim_domain::{CurrencyCode, Iccid, Money};
 use esim_proto::provisioning::v1 as provisioning;
 use esim_proto::usage::v1 as usage;
@@ -32,6 +33,7 @@ use rand::Rng;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
+use tracing::Instrument;
 
 use crate::convert::{parse_decimal, timestamp};
 use crate::crypto::CredentialCipher;
@@ -116,6 +118,8 @@ pub struct Saga {
 pub(crate) struct Leased {
     row: order::Model,
     since: tokio::time::Instant,
+    /// The creating call's context: the first steps continue its request id and trace.
+    context: Option<CallContext>,
 }
 
 /// Removes an order from the in-flight set when its drive ends (however it ends).
@@ -196,7 +200,12 @@ impl Saga {
     /// Gives the worker a stored order leased by [`Saga::lease_new`]. Should the worker be gone,
     /// the order is resumed after its lease expires, as after a crash.
     pub(crate) fn hand_off(&self, row: order::Model, since: tokio::time::Instant) {
-        let _ = self.handoff.send(Leased { row, since });
+        let context = esim_context::current().map(|context| CallContext {
+            // The steps outlive the call: its deadline is not theirs.
+            deadline: None,
+            ..context
+        });
+        let _ = self.handoff.send(Leased { row, since, context });
     }
 
     /// Writes a step's outcome under this replica's lease (given back when the order parks).
@@ -296,8 +305,29 @@ impl Saga {
         self.drive_from(&id, Some(leased)).await;
     }
 
-    /// Drives `id`, claiming it first unless it comes `leased`.
-    async fn drive_from(&self, id: &str, leased: Option<Leased>) {
+    /// Drives `id`, claiming it first unless it comes `leased`, in the context of the call that
+    /// created it (handed off) or of a new trace named after the order (resumed later), so every
+    /// peer and upstream call of its steps carries an id that leads back to the order.
+    async fn drive_from(&self, id: &str, mut leased: Option<Leased>) {
+        let context = leased
+            .as_mut()
+            .and_then(|leased| leased.context.take())
+            .unwrap_or_else(|| CallContext {
+                request_id: RequestId::parse(id).unwrap_or_else(RequestId::generate),
+                ..CallContext::background()
+            });
+        let span = tracing::info_span!(
+            "saga",
+            order = id,
+            request_id = %context.request_id,
+            trace_id = %context.trace.trace_id(),
+        );
+        esim_context::scope(context, self.drive_steps(id, leased))
+            .instrument(span)
+            .await;
+    }
+
+    async fn drive_steps(&self, id: &str, leased: Option<Leased>) {
         if !self
             .in_flight
             .lock()
@@ -312,7 +342,7 @@ impl Saga {
         };
         let lease = chrono_dur(self.config.lease);
         let (mut claimed_at, mut known) = match leased {
-            Some(Leased { row, since }) => (since, Some(row)),
+            Some(Leased { row, since, .. }) => (since, Some(row)),
             None => match self.store.claim(id, &self.config.owner, lease).await {
                 Ok(true) => (tokio::time::Instant::now(), None),
                 Ok(false) => return,

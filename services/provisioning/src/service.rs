@@ -5,7 +5,7 @@ use std::sync::Arc;
 use esim_domain::{ActivationCode, Eid, Iccid};
 use esim_proto::provisioning::v1::{self as pb, provisioning_service_server::ProvisioningService};
 use esim_proto::r#type::v1::Provider;
-use esim_runtime::{api::page_size, request_id};
+use esim_runtime::{api::page_size, call_context::request_id};
 use esim_upstream::mp::MpClient;
 use esim_upstream::mp::wire::SwitchButton;
 use esim_upstream::sft::{LifeCycle, SftClient};
@@ -659,7 +659,7 @@ impl ProvisioningService for Provisioning {
         &self,
         request: Request<pb::ProvisionEsimRequest>,
     ) -> Result<Response<pb::Esim>, Status> {
-        let rid = request_id::of(&request);
+        let rid = request_id(&request);
         let row = self.provision(request.into_inner(), rid.as_str()).await?;
         Ok(Response::new(convert::esim(&row)))
     }
@@ -680,7 +680,7 @@ impl ProvisioningService for Provisioning {
         &self,
         request: Request<pb::ActivateEsimRequest>,
     ) -> Result<Response<pb::Esim>, Status> {
-        let rid = request_id::of(&request);
+        let rid = request_id(&request);
         let req = request.into_inner();
         let esim = self
             .change(Change::Activate, &req.request_id, &req.name, "", rid.as_str())
@@ -692,7 +692,7 @@ impl ProvisioningService for Provisioning {
         &self,
         request: Request<pb::SuspendEsimRequest>,
     ) -> Result<Response<pb::Esim>, Status> {
-        let rid = request_id::of(&request);
+        let rid = request_id(&request);
         let req = request.into_inner();
         let esim = self
             .change(
@@ -710,7 +710,7 @@ impl ProvisioningService for Provisioning {
         &self,
         request: Request<pb::ResumeEsimRequest>,
     ) -> Result<Response<pb::Esim>, Status> {
-        let rid = request_id::of(&request);
+        let rid = request_id(&request);
         let req = request.into_inner();
         let esim = self
             .change(Change::Resume, &req.request_id, &req.name, "", rid.as_str())
@@ -722,7 +722,7 @@ impl ProvisioningService for Provisioning {
         &self,
         request: Request<pb::TerminateEsimRequest>,
     ) -> Result<Response<pb::Esim>, Status> {
-        let rid = request_id::of(&request);
+        let rid = request_id(&request);
         let req = request.into_inner();
         let esim = self
             .change(
@@ -747,7 +747,7 @@ impl ProvisioningService for Provisioning {
         &self,
         request: Request<pb::CreateAddonRequest>,
     ) -> Result<Response<pb::Addon>, Status> {
-        let rid = request_id::of(&request);
+        let rid = request_id(&request);
         let row = self.create_addon(request.into_inner(), rid.as_str()).await?;
         Ok(Response::new(convert::addon(&row)))
     }

@@ -6,11 +6,11 @@
 //! `SFT_BASE_URL` set) or `SUITE_SANDBOX=off`; `SUITE_SANDBOX=on` forces it. When it runs, the
 //! services are pointed at it.
 
-use std::{future::Future, net::SocketAddr, pin::Pin, process::ExitCode};
+use std::{future::Future, net::SocketAddr, path::PathBuf, pin::Pin, process::ExitCode};
 
 use esim_sandbox::{Sandbox, SandboxConfig};
 
-use esim_runtime::{BoxError, Env, ServiceContext, ServiceSpec};
+use esim_runtime::{BoxError, Env, ServiceContext, ServiceSpec, internal::InternalCredential};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +62,10 @@ pub struct RunningService {
 pub struct Suite {
     /// Every service and its address: the sandbox first (if it runs), the gateway last.
     pub services: Vec<RunningService>,
+    /// The internal credential the suite gave every service that had none configured.
+    pub internal: InternalCredential,
+    /// The file holding the local API key, when the suite made one (see `dev_api_key`).
+    pub api_key_file: Option<PathBuf>,
     shutdown: CancellationToken,
     tasks: JoinSet<(&'static str, Result<(), BoxError>)>,
 }
@@ -103,6 +107,26 @@ impl Suite {
             }
         }
 
+        // One internal credential for the run, so the services trust each other and nothing
+        // else (unless one is configured, e.g. to reach a backend with grpcurl).
+        let internal = InternalCredential::generate();
+        for (spec, _) in BACKENDS.into_iter().chain([GATEWAY]) {
+            let service = env.with_prefix(spec.env_prefix);
+            if service.raw("INTERNAL_TOKEN").is_none() && service.raw("INTERNAL_TOKEN_FILE").is_none() {
+                env = env.with_overrides([(service.key("INTERNAL_TOKEN"), internal.expose().to_owned())]);
+            }
+        }
+        let gateway = env.with_prefix(GATEWAY.0.env_prefix);
+        let mut api_key_file = None;
+        if !options.ephemeral_ports
+            && gateway.raw("BOOTSTRAP_KEY").is_none()
+            && gateway.raw("BOOTSTRAP_KEY_FILE").is_none()
+        {
+            let path = dev_api_key(&env)?;
+            env = env.with_overrides([(gateway.key("BOOTSTRAP_KEY_FILE"), path.display().to_string())]);
+            api_key_file = Some(path);
+        }
+
         // Bind every service first, then tell each where the others really listen (unless a
         // URL is configured explicitly), e.g. `GATEWAY_CATALOG_URL`, `ORDERING_USAGE_URL`.
         let mut bound = Vec::new();
@@ -140,6 +164,8 @@ impl Suite {
         }
         Ok(Self {
             services,
+            internal,
+            api_key_file,
             shutdown,
             tasks,
         })
@@ -194,6 +220,32 @@ fn wants_sandbox(env: &Env) -> Result<bool, BoxError> {
     }
 }
 
+/// The local API key file (`SUITE_DEV_API_KEY_FILE`, default `data/dev-api-key`): created
+/// once with a new key (readable by its owner only), then kept, so scripts and grpcurl can use
+/// `$(cat data/dev-api-key)` across restarts. The gateway loads it as its bootstrap key (every
+/// scope); the key itself is never printed.
+fn dev_api_key(env: &Env) -> Result<PathBuf, BoxError> {
+    let path = PathBuf::from(
+        env.with_prefix("SUITE")
+            .string_or("DEV_API_KEY_FILE", "data/dev-api-key"),
+    );
+    if !path.exists() {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let key = esim_gateway::keys::generate()?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&path)
+            .map_err(|err| format!("{}: {err}", path.display()))?;
+        std::io::Write::write_all(&mut file, format!("{}\n", key.key).as_bytes())?;
+    }
+    Ok(path)
+}
+
 /// Starts the upstream sandbox on `SANDBOX_LISTEN_ADDR` (default `127.0.0.1:8080`).
 async fn start_sandbox(
     env: &Env,
@@ -246,6 +298,13 @@ pub async fn main() -> ExitCode {
     for service in &suite.services {
         let scheme = if service.name == "sandbox" { "http" } else { "grpc" };
         println!("  {:<13} {scheme}://{}", service.name, service.addr);
+    }
+    if let Some(file) = &suite.api_key_file {
+        println!(
+            "An API key with every scope is in {}; call the gateway with",
+            file.display()
+        );
+        println!("  -H \"authorization: Bearer $(cat {})\"", file.display());
     }
     let token = suite.shutdown_token();
     tokio::spawn(async move {

@@ -430,7 +430,7 @@ impl UsageService for UsageApi {
         &self,
         request: Request<pb::GetUsageRequest>,
     ) -> std::result::Result<Response<pb::Usage>, Status> {
-        let request_id = esim_runtime::request_id::of(&request);
+        let request_id = esim_runtime::call_context::request_id(&request);
         let req = request.into_inner();
         let id = convert::parse_usage_name(&req.name)?;
         let row = self.tracked(id).await?;
@@ -446,7 +446,7 @@ impl UsageService for UsageApi {
         &self,
         request: Request<pb::ListDailyUsageRequest>,
     ) -> std::result::Result<Response<pb::ListDailyUsageResponse>, Status> {
-        let request_id = esim_runtime::request_id::of(&request);
+        let request_id = esim_runtime::call_context::request_id(&request);
         Ok(Response::new(
             self.daily(request.into_inner(), request_id.as_str()).await?,
         ))
@@ -477,7 +477,7 @@ impl UsageService for UsageApi {
         &self,
         request: Request<pb::RegisterMpAlarmCallbackRequest>,
     ) -> std::result::Result<Response<pb::MpAlarmCallbackRegistration>, Status> {
-        let request_id = esim_runtime::request_id::of(&request);
+        let request_id = esim_runtime::call_context::request_id(&request);
         let req = request.into_inner();
         check_request_id(&req.request_id)?;
         let base = if req.callback_url.is_empty() {

@@ -295,3 +295,44 @@ fn debug_never_shows_secrets() {
     .unwrap();
     assert!(!format!("{w:?}").contains("SECRETID"));
 }
+
+#[tokio::test]
+async fn calls_carry_the_callers_context_and_respect_its_deadline() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<HeaderMap>::new()));
+    let record = seen.clone();
+    let app = Router::new().route(
+        mp::wire::PATH_PRODUCT_LIST,
+        get(move |headers: HeaderMap| {
+            let record = record.clone();
+            async move {
+                record.lock().unwrap().push(headers);
+                (StatusCode::OK, fixture("mp/product_list.json"))
+            }
+        }),
+    );
+    let base = spawn(app).await;
+    let c = client(&base);
+    let trace =
+        esim_context::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    let context = esim_context::CallContext {
+        request_id: esim_context::RequestId::parse("req-7").unwrap(),
+        trace,
+        deadline: Some(std::time::Instant::now() + Duration::from_secs(5)),
+    };
+    esim_context::scope(context, c.product_list("r")).await.unwrap();
+    let headers = seen.lock().unwrap()[0].clone();
+    assert_eq!(headers.get("x-request-id").unwrap(), "req-7");
+    let sent = headers.get("traceparent").unwrap().to_str().unwrap();
+    assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{sent}");
+
+    let gave_up = esim_context::CallContext {
+        deadline: Some(std::time::Instant::now()),
+        ..esim_context::CallContext::background()
+    };
+    let e = esim_context::scope(gave_up, c.product_list("r"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Timeout(_)), "{e}");
+    assert!(!e.outcome_unknown(), "never sent");
+    assert_eq!(seen.lock().unwrap().len(), 1, "no call once the caller gave up");
+}

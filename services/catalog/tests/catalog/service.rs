@@ -28,6 +28,8 @@ async fn run_seeds_plans_syncs_at_start_and_serves() {
                 ("CATALOG_DATABASE_URL", database.url.clone()),
                 ("CATALOG_PROVIDERS", "sft".to_owned()),
                 ("CATALOG_CONFIG_FILE", config.display().to_string()),
+                // One service alone, called by the test directly.
+                ("CATALOG_INTERNAL_AUTH", "off".to_owned()),
             ],
         );
         let shutdown = CancellationToken::new();

@@ -102,7 +102,15 @@ async fn orders_are_validated_by_the_real_catalog() {
         let product = products.first().expect("the catalog lists MP products").clone();
         h.sandbox.reset_call_counts();
         // Provisioning and usage are not running: the order is placed and waits for them.
-        let peers = GrpcPeers::connect(&catalog_url, "http://127.0.0.1:9", "http://127.0.0.1:9").unwrap();
+        let env = esim_runtime::Env::from_vars(
+            "ORDERING",
+            [
+                ("ORDERING_CATALOG_URL", catalog_url.as_str()),
+                ("ORDERING_PROVISIONING_URL", "http://127.0.0.1:9"),
+                ("ORDERING_USAGE_URL", "http://127.0.0.1:9"),
+            ],
+        );
+        let peers = GrpcPeers::connect(&env, None).unwrap();
         let svc = h.start_with(saga_config(), Arc::new(peers)).await;
         let mut client = svc.client.clone();
 

@@ -66,6 +66,8 @@ impl Harness {
             ("PROVISIONING_SUBSCRIBE_RETRY_MIN_DELAY_MS".into(), "10".into()),
             ("PROVISIONING_SUBSCRIBE_RETRY_MAX_DELAY_MS".into(), "40".into()),
             ("PROVISIONING_SHUTDOWN_GRACE_SECS".into(), "1".into()),
+            // One service alone, called by the tests directly.
+            ("PROVISIONING_INTERNAL_AUTH".into(), "off".into()),
             ("SFT_BASE_URL".into(), format!("http://{sandbox_addr}/sft")),
             ("MP_BASE_URL".into(), format!("http://{sandbox_addr}")),
             // Faults are injected on purpose: keep the breakers out of the way.

@@ -1,0 +1,14 @@
+//! `esim-keys`: the gateway's API keys from the command line (see `esim_gateway::cli`).
+
+use clap::Parser;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    match esim_gateway::cli::run(esim_gateway::cli::Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("esim-keys: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
