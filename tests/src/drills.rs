@@ -19,8 +19,13 @@ pub struct SandboxAdmin {
 impl SandboxAdmin {
     /// The admin API of the suite's sandbox.
     pub fn of(suite: &TestSuite) -> Self {
+        Self::at(suite.addr("sandbox"))
+    }
+
+    /// The admin API of the sandbox listening at `addr` (e.g. one run as a child process).
+    pub fn at(addr: std::net::SocketAddr) -> Self {
         Self {
-            base: format!("http://{}/_sandbox", suite.addr("sandbox")),
+            base: format!("http://{addr}/_sandbox"),
             http: reqwest::Client::new(),
         }
     }
@@ -337,11 +342,26 @@ impl std::fmt::Display for OrderAudit {
 /// passes; returns the last audit. The saga retries with backoff, so recovery takes seconds
 /// after faults clear; 20 quiet seconds mean what is left is waiting on something slower.
 pub async fn settle(suite: &TestSuite, timeout: Duration) -> Result<OrderAudit, DbErr> {
+    settle_at(
+        suite.database_url("ordering"),
+        suite.database_url("provisioning"),
+        timeout,
+    )
+    .await
+}
+
+/// [`settle`] for a suite given by its ordering and provisioning database URLs (e.g. one run as
+/// child processes).
+pub async fn settle_at(
+    ordering_url: &str,
+    provisioning_url: &str,
+    timeout: Duration,
+) -> Result<OrderAudit, DbErr> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = BTreeMap::new();
     let mut changed = tokio::time::Instant::now();
     loop {
-        let audit = OrderAudit::of(suite).await?;
+        let audit = OrderAudit::read(ordering_url, provisioning_url).await?;
         let now = tokio::time::Instant::now();
         if audit.by_state != last {
             last.clone_from(&audit.by_state);

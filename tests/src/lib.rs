@@ -4,6 +4,7 @@
 pub mod drills;
 pub mod fuzz;
 pub mod load;
+pub mod procs;
 pub mod scenarios;
 
 use std::net::SocketAddr;

@@ -150,8 +150,12 @@ pub struct Shop {
 impl Shop {
     /// Syncs the catalog through the gateway and picks the cheapest product of each provider.
     pub async fn open(suite: &TestSuite) -> Result<Self, String> {
-        let channel = suite.channel("gateway").await;
-        let mut catalog = CatalogServiceClient::with_interceptor(channel.clone(), suite.bearer());
+        Self::connect(suite.channel("gateway").await, suite.bearer()).await
+    }
+
+    /// [`Shop::open`] on a gateway `channel`, presenting `bearer` (an every-scope API key).
+    pub async fn connect(channel: Channel, bearer: Bearer) -> Result<Self, String> {
+        let mut catalog = CatalogServiceClient::with_interceptor(channel.clone(), bearer.clone());
         sync_catalog(&catalog, &[])
             .await
             .map_err(|err| format!("catalog sync: {err}"))?;
@@ -174,8 +178,8 @@ impl Shop {
         }
         Ok(Self {
             catalog,
-            ordering: OrderingServiceClient::with_interceptor(channel.clone(), suite.bearer()),
-            usage: UsageServiceClient::with_interceptor(channel, suite.bearer()),
+            ordering: OrderingServiceClient::with_interceptor(channel.clone(), bearer.clone()),
+            usage: UsageServiceClient::with_interceptor(channel, bearer),
             products,
             run: uuid_like(),
             next: Arc::new(AtomicU64::new(0)),
@@ -222,18 +226,32 @@ impl Shop {
     /// watched until it settles; an FMS order's payment is reported when it waits for one.
     /// Ok only when the order ends ACTIVE.
     pub async fn purchase(&self, provider: Provider, created: Option<Samples>) -> Result<Order, String> {
+        self.purchase_checked(provider, created)
+            .await
+            .map_err(|err| err.to_string())
+    }
+
+    /// [`Shop::purchase`] with the failure kept apart by kind (the status of a failed call, the
+    /// state the order ended in, a timeout), for drills that count them.
+    pub async fn purchase_checked(
+        &self,
+        provider: Provider,
+        created: Option<Samples>,
+    ) -> Result<Order, PurchaseError> {
         match tokio::time::timeout(self.purchase_timeout, self.purchase_inner(provider, created)).await {
             Ok(result) => result,
-            Err(_) => Err(format!("purchase not settled in {:?}", self.purchase_timeout)),
+            Err(_) => Err(PurchaseError::Timeout(self.purchase_timeout)),
         }
     }
 
-    async fn purchase_inner(&self, provider: Provider, created: Option<Samples>) -> Result<Order, String> {
+    async fn purchase_inner(
+        &self,
+        provider: Provider,
+        created: Option<Samples>,
+    ) -> Result<Order, PurchaseError> {
+        let call = |call: &'static str| move |status| PurchaseError::Call { call, status };
         let began = Instant::now();
-        let order = self
-            .create_order(provider)
-            .await
-            .map_err(|err| format!("CreateOrder: {err}"))?;
+        let order = self.create_order(provider).await.map_err(call("CreateOrder"))?;
         if let Some(samples) = created {
             samples.record_since(began);
         }
@@ -244,15 +262,11 @@ impl Shop {
                 ..Default::default()
             })
             .await
-            .map_err(|err| format!("WatchOrder: {err}"))?
+            .map_err(call("WatchOrder"))?
             .into_inner();
         let mut last = order;
         let mut reported = false;
-        while let Some(update) = events
-            .message()
-            .await
-            .map_err(|err| format!("WatchOrder: {err}"))?
-        {
+        while let Some(update) = events.message().await.map_err(call("WatchOrder"))? {
             let Some(order) = update.order else { continue };
             match order.state() {
                 OrderState::PendingPayment if !reported => {
@@ -267,12 +281,15 @@ impl Shop {
                             payment_time: None,
                         })
                         .await
-                        .map_err(|err| format!("ReportOrderPayment: {err}"))?;
+                        .map_err(call("ReportOrderPayment"))?;
                 }
                 // The stream goes on through UNKNOWN_OUTCOME (an operator may still resolve
                 // it); for a buyer the purchase has not succeeded.
                 OrderState::UnknownOutcome => {
-                    return Err(format!("{} UNKNOWN_OUTCOME: {}", order.name, order.state_reason));
+                    return Err(PurchaseError::UnknownOutcome {
+                        name: order.name,
+                        reason: order.state_reason,
+                    });
                 }
                 _ => {}
             }
@@ -281,12 +298,11 @@ impl Shop {
         if last.state() == OrderState::Active {
             Ok(last)
         } else {
-            Err(format!(
-                "{} ended {:?}: {}",
-                last.name,
-                last.state(),
-                last.state_reason
-            ))
+            Err(PurchaseError::Ended {
+                state: last.state(),
+                name: last.name,
+                reason: last.state_reason,
+            })
         }
     }
 
@@ -341,6 +357,62 @@ impl Shop {
             })
     }
 }
+
+/// Why a purchase did not end ACTIVE.
+#[derive(Debug, Clone)]
+pub enum PurchaseError {
+    /// A call failed (`CreateOrder`, `WatchOrder`, `ReportOrderPayment`).
+    Call {
+        /// The call.
+        call: &'static str,
+        /// Its status.
+        status: tonic::Status,
+    },
+    /// The order reached UNKNOWN_OUTCOME (the buyer's purchase has not succeeded).
+    UnknownOutcome {
+        /// `orders/{id}`.
+        name: String,
+        /// The order's state reason.
+        reason: String,
+    },
+    /// The order's watch ended in another state than ACTIVE.
+    Ended {
+        /// `orders/{id}`.
+        name: String,
+        /// The last state seen.
+        state: OrderState,
+        /// The order's state reason.
+        reason: String,
+    },
+    /// The purchase did not settle within the shop's `purchase_timeout`.
+    Timeout(Duration),
+}
+
+impl PurchaseError {
+    /// A short kind for tallies: `CreateOrder Unavailable`, `ended Failed`, `UNKNOWN_OUTCOME`,
+    /// `timeout`.
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Call { call, status } => format!("{call} {:?}", status.code()),
+            Self::UnknownOutcome { .. } => "UNKNOWN_OUTCOME".into(),
+            Self::Ended { state, .. } => format!("ended {state:?}"),
+            Self::Timeout(_) => "timeout".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PurchaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Call { call, status } => write!(f, "{call}: {status}"),
+            Self::UnknownOutcome { name, reason } => write!(f, "{name} UNKNOWN_OUTCOME: {reason}"),
+            Self::Ended { name, state, reason } => write!(f, "{name} ended {state:?}: {reason}"),
+            Self::Timeout(timeout) => write!(f, "purchase not settled in {timeout:?}"),
+        }
+    }
+}
+
+impl std::error::Error for PurchaseError {}
 
 async fn sync_catalog(
     catalog: &CatalogServiceClient<Intercepted>,

@@ -10,32 +10,37 @@
 //! Scenarios: `catalog` (ListProducts direct and through the gateway), `orders` (whole
 //! purchases per provider through the gateway, upstream at 50 ms per call), `mixed` (the shop
 //! mix), `soak` (the shop mix for `--seconds`, default 600, RSS sampled every second) and
-//! `drill-postgres` (order load while PostgreSQL restarts; needs `pg_ctlcluster`). See
-//! BENCHMARKS.md.
+//! `drill-postgres` (order load while PostgreSQL restarts; needs `pg_ctlcluster`) and
+//! `drill-kill` (the services as child processes; ordering and provisioning `kill -9`ed and
+//! restarted at random moments under order load; `--seed N` repeats a run). `soak --processes`
+//! runs the soak on the child processes and reports each service's RSS. See BENCHMARKS.md.
 //!
 //! Servers run on their own 2-thread runtime and the load generator on another, so they share
 //! the machine's cores the way separate processes would.
 
 use std::{
+    collections::BTreeMap,
     process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use esim_e2e::{
-    TestSuite,
+    Bearer, TestSuite,
     drills::{self, SandboxAdmin},
     load::{self, LoadReport, MixReport, Samples},
-    scenarios::{self, Engine, PROVIDERS, Shop, UPSTREAM_MS},
+    procs::{PROCESSES, ProcSuite, SERVICES},
+    scenarios::{self, Engine, PROVIDERS, PurchaseError, Shop, UPSTREAM_MS},
 };
 use esim_proto::catalog::v1::{
     ListProductsRequest, catalog_service_client::CatalogServiceClient, list_products_request::Country,
 };
+use rand::{Rng, SeedableRng, rngs::StdRng};
 use tokio::runtime::Handle;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-const SCENARIOS: &str = "catalog, orders, mixed, soak, drill-postgres";
+const SCENARIOS: &str = "catalog, orders, mixed, soak [--processes], drill-postgres, drill-kill [--seed N]";
 const WARMUP: Duration = Duration::from_secs(2);
 
 struct Args {
@@ -43,6 +48,8 @@ struct Args {
     concurrency: Option<usize>,
     seconds: Option<u64>,
     engine: Engine,
+    seed: Option<u64>,
+    processes: bool,
 }
 
 impl Args {
@@ -61,6 +68,8 @@ fn parse_args() -> Result<Args, String> {
         concurrency: None,
         seconds: None,
         engine: Engine::Sqlite,
+        seed: None,
+        processes: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -71,7 +80,11 @@ fn parse_args() -> Result<Args, String> {
             }
             "--seconds" => args.seconds = Some(value("--seconds")?.parse().map_err(|e| format!("{e}"))?),
             "--database" => args.engine = Engine::from_name(&value("--database")?)?,
-            "catalog" | "orders" | "mixed" | "soak" | "drill-postgres" if args.scenario.is_empty() => {
+            "--seed" => args.seed = Some(value("--seed")?.parse().map_err(|e| format!("{e}"))?),
+            "--processes" => args.processes = true,
+            "catalog" | "orders" | "mixed" | "soak" | "drill-postgres" | "drill-kill"
+                if args.scenario.is_empty() =>
+            {
                 args.scenario = arg
             }
             other => return Err(format!("unknown argument {other:?} (scenarios: {SCENARIOS})")),
@@ -109,7 +122,9 @@ fn main() -> ExitCode {
             "catalog" => catalog(&args, servers).await,
             "orders" => orders(&args, servers).await,
             "mixed" => mixed(&args, servers).await,
+            "soak" if args.processes => soak_processes(&args).await,
             "soak" => soak(&args, servers).await,
+            "drill-kill" => drill_kill(&args).await,
             "drill-postgres" => drill_postgres(&args, servers).await,
             _ => unreachable!("parse_args accepts only known scenarios"),
         }
@@ -468,11 +483,26 @@ async fn drill_postgres(args: &Args, servers: Handle) -> Result<(), String> {
 
 /// Waits for every order to settle, then checks the drill invariants.
 async fn check_orders(suite: &TestSuite) -> Result<(), String> {
-    let audit = drills::settle(suite, Duration::from_secs(180))
+    check_orders_at(
+        suite.database_url("ordering"),
+        suite.database_url("provisioning"),
+        &SandboxAdmin::of(suite),
+        Duration::from_secs(180),
+    )
+    .await
+}
+
+/// [`check_orders`] for a suite given by its databases and sandbox, waiting at most `timeout`.
+async fn check_orders_at(
+    ordering_url: &str,
+    provisioning_url: &str,
+    sandbox: &SandboxAdmin,
+    timeout: Duration,
+) -> Result<(), String> {
+    let audit = drills::settle_at(ordering_url, provisioning_url, timeout)
         .await
         .map_err(|err| format!("audit: {err}"))?;
     println!("{audit}");
-    let sandbox = SandboxAdmin::of(suite);
     let mut broken = audit.violations(&sandbox.calls().await?, &sandbox.state().await?);
     if audit.undefined() + audit.state_count("PENDING") > 0 {
         broken.push("orders in an undefined state or never taken up (PENDING)".into());
@@ -491,4 +521,308 @@ async fn check_orders(suite: &TestSuite) -> Result<(), String> {
     } else {
         Err(broken.join("; "))
     }
+}
+
+/// The settings of the process drills: the benchmarks', plus short leases so that work a
+/// killed replica held is taken up again within seconds (the defaults, 60 s for an order step
+/// and 600 s for a provision, would outlast the drill's recovery window).
+fn kill_drill_overrides() -> Vec<(String, String)> {
+    let mut overrides = scenarios::bench_overrides();
+    overrides.extend([
+        ("ORDERING_LEASE_SECS".to_owned(), "5".to_owned()),
+        ("PROVISIONING_PROVISION_LEASE_SECS".to_owned(), "20".to_owned()),
+    ]);
+    overrides
+}
+
+type Tally = Arc<Mutex<BTreeMap<String, u64>>>;
+
+/// Whole purchases of the three providers in equal shares, each outcome tallied by provider
+/// and kind (`MP ACTIVE`, `SFT CreateOrder Unavailable`, `FMS ended Failed`, ...). After an
+/// UNAVAILABLE the caller waits 100 ms before its next purchase, as a client backing off would.
+fn counted_purchases(shop: &Shop, tally: &Tally) -> load::Mix {
+    PROVIDERS.into_iter().fold(load::Mix::new(), |mix, provider| {
+        let (shop, tally) = (shop.clone(), tally.clone());
+        mix.with(&format!("  purchase {provider:?}"), 1, move || {
+            let (shop, tally) = (shop.clone(), tally.clone());
+            async move {
+                let result = shop.purchase_checked(provider, None).await;
+                let kind = result
+                    .as_ref()
+                    .map_or_else(PurchaseError::kind, |_| "ACTIVE".to_owned());
+                let unavailable = kind.ends_with("Unavailable");
+                *tally
+                    .lock()
+                    .expect("tally")
+                    .entry(format!("{provider:?} {kind}"))
+                    .or_default() += 1;
+                if unavailable {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                result
+            }
+        })
+    })
+}
+
+/// What the kill loop did.
+#[derive(Default)]
+struct Kills {
+    kills: BTreeMap<&'static str, u32>,
+    restarts: u32,
+    longest_to_serving: Duration,
+}
+
+/// Until `run` has passed: after a random pause (1–6 s), `kill -9` ordering or provisioning
+/// (chosen at random), leave it down 0.1–2 s, start it again with the same settings and wait
+/// until it serves. Random choices come from `seed`.
+async fn kill_at_random(procs: &mut ProcSuite, seed: u64, run: Duration) -> Result<Kills, String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let started = Instant::now();
+    let mut kills = Kills::default();
+    loop {
+        let pause = Duration::from_millis(rng.random_range(1_000..6_000));
+        if started.elapsed() + pause >= run {
+            return Ok(kills);
+        }
+        tokio::time::sleep(pause).await;
+        procs.check_alive()?;
+        let victim = if rng.random_bool(0.5) {
+            "ordering"
+        } else {
+            "provisioning"
+        };
+        let at = started.elapsed();
+        let pid = procs.kill(victim)?;
+        *kills.kills.entry(victim).or_default() += 1;
+        let down = Duration::from_millis(rng.random_range(100..2_000));
+        tokio::time::sleep(down).await;
+        let restarted = Instant::now();
+        let new_pid = procs.restart(victim)?;
+        kills.restarts += 1;
+        procs
+            .wait_serving(victim, Instant::now() + Duration::from_secs(30))
+            .await?;
+        let to_serving = restarted.elapsed();
+        kills.longest_to_serving = kills.longest_to_serving.max(to_serving);
+        println!(
+            "  t={:>5.1} s  kill -9 {victim:<12} (pid {pid}), down {} ms, restarted (pid {new_pid}), \
+             SERVING after {} ms",
+            at.as_secs_f64(),
+            down.as_millis(),
+            to_serving.as_millis()
+        );
+    }
+}
+
+/// Drill (2): the services as child processes; under order load ordering and provisioning are
+/// `kill -9`ed at random moments and restarted each time. Afterwards every order is terminal or
+/// honestly pending, none lost, none doubled, no SIM claimed twice, and new purchases succeed.
+async fn drill_kill(args: &Args) -> Result<(), String> {
+    let (concurrency, duration) = (args.concurrency(20), args.duration(60));
+    let seed = args.seed.unwrap_or_else(rand::random);
+    header(
+        args,
+        "drill: kill -9 of ordering and provisioning under order load",
+        concurrency,
+        duration,
+    );
+    println!("  seed {seed} (same kill schedule: --seed {seed})");
+    let mut procs = ProcSuite::start(&args.engine, kill_drill_overrides()).await?;
+    println!(
+        "  children started ({}); logs in {}",
+        PROCESSES
+            .iter()
+            .map(|name| format!("{name} pid {}", procs.pid(name).unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        procs.log_dir.display()
+    );
+    let mut shop = Shop::connect(procs.gateway_channel().await?, Bearer::new(&procs.api_key)).await?;
+    shop.purchase_timeout = Duration::from_secs(60);
+    let tally = Tally::default();
+    let load = tokio::spawn(load::run_mix(
+        "order load",
+        concurrency,
+        WARMUP,
+        duration,
+        counted_purchases(&shop, &tally),
+    ));
+    let kills = match kill_at_random(&mut procs, seed, WARMUP + duration).await {
+        Ok(kills) => kills,
+        Err(err) => {
+            load.abort();
+            return Err(err);
+        }
+    };
+    let report = load.await.map_err(|err| format!("load task: {err}"))?;
+    procs.check_alive()?;
+    for kind in std::iter::once(&report.total).chain(&report.kinds) {
+        println!("{kind}");
+    }
+    let tally = tally.lock().expect("tally").clone();
+    let count =
+        |pred: &dyn Fn(&str) -> bool| tally.iter().filter(|(k, _)| pred(k)).map(|(_, n)| n).sum::<u64>();
+    let unavailable = count(&|k| k.ends_with("Unavailable"));
+    // Other failed calls and timeouts are not what a restart explains.
+    let unexpected: Vec<String> = tally
+        .iter()
+        .filter(|(k, _)| {
+            !k.ends_with("Unavailable")
+                && !k.ends_with("ACTIVE")
+                && !k.contains(" ended ")
+                && !k.ends_with("UNKNOWN_OUTCOME")
+        })
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    println!("purchases by outcome (whole run, warm-up included):");
+    for (kind, n) in &tally {
+        println!("  {kind:<40} {n}");
+    }
+    println!("recovery: waiting until the orders stop changing (20 s unchanged, at most 120 s)");
+    let sandbox = SandboxAdmin::at(procs.addr("sandbox"));
+    let verdict = check_orders_at(
+        procs.database_url("ordering"),
+        procs.database_url("provisioning"),
+        &sandbox,
+        Duration::from_secs(120),
+    )
+    .await;
+    let mut failures = Vec::new();
+    for provider in PROVIDERS {
+        match shop.purchase(provider, None).await {
+            Ok(order) => println!(
+                "  after the drill: a {provider:?} purchase succeeds ({})",
+                order.name
+            ),
+            Err(err) => failures.push(format!("after the drill, a {provider:?} purchase failed: {err}")),
+        }
+    }
+    procs.check_alive()?;
+    println!(
+        "summary: seed {seed}; kill -9 ordering {} times, provisioning {} times; {} restarts \
+         (slowest back to SERVING {} ms); purchases {} ACTIVE, {unavailable} UNAVAILABLE (expected), \
+         {} other outcomes, {} unexpected errors",
+        kills.kills.get("ordering").copied().unwrap_or(0),
+        kills.kills.get("provisioning").copied().unwrap_or(0),
+        kills.restarts,
+        kills.longest_to_serving.as_millis(),
+        count(&|k| k.ends_with("ACTIVE")),
+        count(&|k| k.contains(" ended ") || k.ends_with("UNKNOWN_OUTCOME")),
+        unexpected.len(),
+    );
+    procs.stop().await;
+    if !unexpected.is_empty() {
+        failures.push(format!(
+            "errors other than UNAVAILABLE: {}",
+            unexpected.join(", ")
+        ));
+    }
+    if let Err(err) = verdict {
+        failures.insert(0, err);
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
+/// The soak on the services as child processes: the shop mix for `--seconds`, the RSS of every
+/// process sampled each second. Growth per service = RSS at the end vs after the first minute
+/// (half the run when shorter).
+async fn soak_processes(args: &Args) -> Result<(), String> {
+    let (concurrency, duration) = (args.concurrency(50), args.duration(600));
+    header(
+        args,
+        "soak (shop mix), services as processes",
+        concurrency,
+        duration,
+    );
+    let procs = ProcSuite::start(&args.engine, scenarios::bench_overrides()).await?;
+    let shop = Shop::connect(procs.gateway_channel().await?, Bearer::new(&procs.api_key)).await?;
+    let esims = shop.esims(8).await?;
+    let pids: Vec<(&str, String)> = PROCESSES
+        .iter()
+        .filter_map(|name| procs.pid(name).map(|pid| (*name, pid.to_string())))
+        .chain([("esim-bench (load)", "self".to_owned())])
+        .collect();
+    // (seconds since the start, RSS in KiB of each process of `pids`)
+    type RssSamples = Arc<Mutex<Vec<(u64, Vec<u64>)>>>;
+    let samples: RssSamples = Arc::default();
+    let sampler = {
+        let (samples, pids) = (samples.clone(), pids.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let secs = started.elapsed().as_secs();
+                let kib: Vec<u64> = pids
+                    .iter()
+                    .map(|(_, pid)| drills::rss_kib(pid).unwrap_or(0))
+                    .collect();
+                if secs.is_multiple_of(30) {
+                    let line: Vec<String> = pids
+                        .iter()
+                        .zip(&kib)
+                        .map(|((name, _), kib)| format!("{name} {} MiB", kib / 1024))
+                        .collect();
+                    println!("  t={secs:>4} s  RSS {}", line.join(", "));
+                }
+                samples.lock().expect("samples").push((secs, kib));
+            }
+        })
+    };
+    let report = load::run_mix(
+        "shop mix through the gateway",
+        concurrency,
+        WARMUP,
+        duration,
+        shop.mix(esims),
+    )
+    .await;
+    sampler.abort();
+    for kind in std::iter::once(&report.total).chain(&report.kinds) {
+        println!("{kind}");
+    }
+    let samples = samples.lock().expect("samples").clone();
+    let baseline_at = 60.min(duration.as_secs() / 2);
+    let mut grown = Vec::new();
+    println!(
+        "RSS per process (MiB): after {baseline_at} s, peak after that, at the end, growth (target < 10 %)"
+    );
+    for (i, (name, _)) in pids.iter().enumerate() {
+        let baseline = samples
+            .iter()
+            .find(|(secs, _)| *secs >= baseline_at)
+            .map_or(0, |s| s.1[i]);
+        let peak = samples
+            .iter()
+            .filter(|(secs, _)| *secs >= baseline_at)
+            .map(|s| s.1[i])
+            .max()
+            .unwrap_or(0);
+        let end = samples.last().map_or(0, |s| s.1[i]);
+        let growth = 100.0 * (end as f64 - baseline as f64) / baseline.max(1) as f64;
+        println!(
+            "  {name:<18} {:>7.1} {:>7.1} {:>7.1}  {growth:>6.1} %",
+            baseline as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            end as f64 / 1024.0
+        );
+        // The sandbox (a stand-in for the upstreams, keeping every order) and the load
+        // generator are shown, not judged.
+        if growth >= 10.0 && SERVICES.iter().any(|(service, _)| service == name) {
+            grown.push(format!("{name} +{growth:.1} %"));
+        }
+    }
+    let mut procs = procs;
+    procs.check_alive()?;
+    procs.stop().await;
+    failed_calls(&[&report.total])?;
+    if !grown.is_empty() {
+        return Err(format!("RSS grew after warm-up: {}", grown.join(", ")));
+    }
+    Ok(())
 }
