@@ -503,7 +503,17 @@ async fn check_orders_at(
         .await
         .map_err(|err| format!("audit: {err}"))?;
     println!("{audit}");
-    let mut broken = audit.violations(&sandbox.calls().await?, &sandbox.state().await?);
+    let state = sandbox.state().await?;
+    println!(
+        "upstream: MP orders {} (ours know {}), FMS pre-orders {} (ours know {}; {} FMS orders \
+         FAILED with the pre-order possibly at FMS, unpaid, lapsing after 10 min)",
+        state["mp"]["orders"],
+        audit.mp_codes,
+        state["fms"]["preOrders"],
+        audit.fms_pre_orders,
+        audit.fms_failed_maybe_at_upstream
+    );
+    let mut broken = audit.violations(&sandbox.calls().await?, &state);
     if audit.undefined() + audit.state_count("PENDING") > 0 {
         broken.push("orders in an undefined state or never taken up (PENDING)".into());
     }
