@@ -263,14 +263,25 @@ impl Saga {
                     _ = tokio::time::sleep_until(next_scan) => break,
                     Some(leased) = handed_off.recv() => {
                         let saga = self.clone();
-                        let permits = permits.clone();
-                        tasks.spawn(async move {
-                            // Waits for a permit: the order is ours (leased) and no scan offers it.
-                            let Ok(_permit) = permits.acquire_owned().await else {
-                                return;
-                            };
-                            saga.drive_leased(leased).await;
-                        });
+                        match permits.clone().try_acquire_owned() {
+                            Ok(permit) => {
+                                tasks.spawn(async move {
+                                    let _permit = permit;
+                                    saga.drive_leased(leased).await;
+                                });
+                            }
+                            // Every worker slot is busy: give the lease back so the order waits
+                            // in the database for a later scan, not as a task in memory (under
+                            // a sustained overload those piled up without bound).
+                            Err(_) => {
+                                tasks.spawn(async move {
+                                    let id = leased.row.id;
+                                    if let Err(err) = saga.store.release(&id, &saga.config.owner).await {
+                                        tracing::warn!(order = %id, error = %err, "saga: cannot release");
+                                    }
+                                });
+                            }
+                        }
                         while tasks.try_join_next().is_some() {}
                     }
                 }
