@@ -10,7 +10,8 @@
 use std::{
     fmt,
     future::Future,
-    time::{Duration, Instant},
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 /// Metadata / HTTP header carrying the request id.
@@ -21,14 +22,23 @@ pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Longest request id accepted from a caller; longer ones are replaced (MP echoes up to 500).
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// The id of one call as the caller named it (`x-request-id`) or as we generated it.
+/// The id of one call as the caller named it (`x-request-id`) or as we generated it. Shared,
+/// not copied: every call clones it into its extensions, its task-local context and each
+/// outgoing call.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RequestId(String);
+pub struct RequestId(Arc<str>);
 
 impl RequestId {
-    /// A new random, time-ordered id.
+    /// A new random, time-ordered id (UUIDv7). Built from the thread's RNG rather than
+    /// `Uuid::now_v7`, whose process-wide counter sits behind a mutex that every call on every
+    /// core would take, and whose random bytes cost a system call each.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().to_string())
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Self(Arc::from(&*uuid.hyphenated().encode_lower(&mut text)))
     }
 
     /// The caller's id, if acceptable: 1-128 printable ASCII characters without spaces.
@@ -36,7 +46,7 @@ impl RequestId {
         let valid = !text.is_empty()
             && text.len() <= MAX_REQUEST_ID_LEN
             && text.bytes().all(|b| b.is_ascii_graphic());
-        valid.then(|| Self(text.to_owned()))
+        valid.then(|| Self(Arc::from(text)))
     }
 
     /// The id as text.
@@ -100,25 +110,49 @@ impl TraceParent {
         }
     }
 
-    /// The trace id as 32 lowercase hex digits.
-    pub fn trace_id(&self) -> String {
-        hex(&self.trace_id)
+    /// The trace id; displays as 32 lowercase hex digits.
+    pub fn trace_id(&self) -> TraceId {
+        TraceId(self.trace_id)
     }
 
     /// The header value.
     pub fn header_value(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.parent_id),
-            self.flags
-        )
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        push_hex(&mut out, &self.trace_id);
+        out.push('-');
+        push_hex(&mut out, &self.parent_id);
+        out.push('-');
+        push_hex(&mut out, &[self.flags]);
+        out
     }
 }
 
 impl fmt::Debug for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.header_value())
+    }
+}
+
+/// A trace id, for log fields: displays as 32 lowercase hex digits without allocating.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TraceId([u8; 16]);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut digits = [0u8; 32];
+        for (pair, byte) in digits.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
+        }
+        // Hex digits are ASCII.
+        f.write_str(std::str::from_utf8(&digits).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -157,7 +191,7 @@ impl CallContext {
     /// The headers an outgoing call carries: the request id and a child `traceparent`.
     pub fn outgoing_headers(&self) -> [(&'static str, String); 2] {
         [
-            (REQUEST_ID_HEADER, self.request_id.as_str().to_owned()),
+            (REQUEST_ID_HEADER, self.request_id.to_string()),
             (TRACEPARENT_HEADER, self.trace.child().header_value()),
         ]
     }
@@ -193,14 +227,13 @@ fn nonzero_random<const N: usize>() -> [u8; N] {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 fn hex_array<const N: usize>(text: &str) -> Option<[u8; N]> {
@@ -224,7 +257,7 @@ mod tests {
     fn parses_and_prints_the_spec_example() {
         let trace = TraceParent::parse(EXAMPLE).unwrap();
         assert_eq!(trace.header_value(), EXAMPLE);
-        assert_eq!(trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(trace.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
     }
 
     #[test]
@@ -251,6 +284,19 @@ mod tests {
         }
         // A future version may append fields.
         assert!(TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz").is_some());
+    }
+
+    #[test]
+    fn generated_request_ids_are_distinct_time_ordered_uuids() {
+        let first = RequestId::generate();
+        std::thread::sleep(Duration::from_millis(2));
+        let second = RequestId::generate();
+        for id in [&first, &second] {
+            let uuid = uuid::Uuid::parse_str(id.as_str()).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 7);
+            assert_eq!(id.as_str(), id.as_str().to_lowercase());
+        }
+        assert!(first.as_str() < second.as_str(), "{first} then {second}");
     }
 
     #[test]

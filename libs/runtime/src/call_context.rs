@@ -86,6 +86,17 @@ pub fn format_grpc_timeout(timeout: Duration) -> String {
     }
 }
 
+/// A header value that differs on every call (request id, `traceparent`, `grpc-timeout`),
+/// marked never-indexed: HPACK would otherwise add each one to the connection's header table,
+/// where it is never used again and evicts the entries that do repeat (paths, content type,
+/// the internal credential), costing every later call on the connection more to encode and
+/// decode.
+pub fn per_call_header(value: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(value).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 /// tonic answers a request whose bytes are not the method's protobuf message with INTERNAL
 /// ("failed to decode Protobuf message"), as gRPC's status-code table suggests; but the fault is
 /// the caller's, nothing failed on our side, and callers and alerts treat INTERNAL as our bug:
@@ -136,7 +147,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let context = from_headers(request.headers());
-        let id_header = HeaderValue::from_str(context.request_id.as_str()).ok();
+        let id_header = per_call_header(context.request_id.as_str());
         if let Some(header) = &id_header {
             request.headers_mut().insert(REQUEST_ID_HEADER, header.clone());
         }
@@ -171,6 +182,13 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_call_headers_stay_out_of_the_hpack_table() {
+        let value = per_call_header("0190f4b2-7c1e-7a3b-9c2d-4e5f60718293").expect("valid");
+        assert!(value.is_sensitive(), "never-indexed, so it cannot evict repeating headers");
+        assert!(per_call_header("line\nbreak").is_none());
+    }
 
     #[test]
     fn grpc_timeouts_parse_and_format() {
@@ -255,7 +273,7 @@ mod tests {
         headers.insert(GRPC_TIMEOUT_HEADER, HeaderValue::from_static("5S"));
         let context = from_headers(&headers);
         assert_eq!(context.request_id.as_str(), "abc-123");
-        assert_eq!(context.trace.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(context.trace.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(context.remaining().unwrap() > Duration::from_secs(4));
 
         let fresh = from_headers(&HeaderMap::new());

@@ -15,7 +15,7 @@ use std::{
 
 use esim_config::ConfigError;
 use futures::future::{BoxFuture, Either};
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{HeaderName, Request, Response};
 use tonic::{
     Status,
     body::Body,
@@ -24,7 +24,7 @@ use tonic::{
 use tower::Service;
 
 use crate::{
-    call_context::{GRPC_TIMEOUT_HEADER, format_grpc_timeout, parse_grpc_timeout},
+    call_context::{GRPC_TIMEOUT_HEADER, format_grpc_timeout, parse_grpc_timeout, per_call_header},
     internal::{self, InternalCredential},
 };
 
@@ -81,7 +81,7 @@ impl PeerChannel {
         }
         if let Some(context) = &context {
             for (name, value) in context.outgoing_headers() {
-                if let Ok(value) = HeaderValue::from_str(&value) {
+                if let Some(value) = per_call_header(&value) {
                     headers.insert(HeaderName::from_static(name), value);
                 }
             }
@@ -105,7 +105,7 @@ impl PeerChannel {
         .flatten()
         .min();
         if let Some(timeout) = timeout
-            && let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(timeout))
+            && let Some(value) = per_call_header(&format_grpc_timeout(timeout))
         {
             headers.insert(GRPC_TIMEOUT_HEADER, value);
         }
