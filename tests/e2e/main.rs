@@ -4,6 +4,7 @@ mod boot;
 mod catalog;
 mod drills;
 mod fuzz;
+mod hop;
 mod journey;
 mod journeys;
 mod migrations;

@@ -3,6 +3,7 @@
 
 pub mod drills;
 pub mod fuzz;
+pub mod hop;
 pub mod load;
 pub mod procs;
 pub mod scenarios;

@@ -186,7 +186,10 @@ mod tests {
     #[test]
     fn per_call_headers_stay_out_of_the_hpack_table() {
         let value = per_call_header("0190f4b2-7c1e-7a3b-9c2d-4e5f60718293").expect("valid");
-        assert!(value.is_sensitive(), "never-indexed, so it cannot evict repeating headers");
+        assert!(
+            value.is_sensitive(),
+            "never-indexed, so it cannot evict repeating headers"
+        );
         assert!(per_call_header("line\nbreak").is_none());
     }
 
@@ -273,7 +276,10 @@ mod tests {
         headers.insert(GRPC_TIMEOUT_HEADER, HeaderValue::from_static("5S"));
         let context = from_headers(&headers);
         assert_eq!(context.request_id.as_str(), "abc-123");
-        assert_eq!(context.trace.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            context.trace.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         assert!(context.remaining().unwrap() > Duration::from_secs(4));
 
         let fresh = from_headers(&HeaderMap::new());

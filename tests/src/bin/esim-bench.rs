@@ -7,7 +7,9 @@
 //!     [--concurrency N] [--seconds S] [--database sqlite|postgres]
 //! ```
 //!
-//! Scenarios: `catalog` (ListProducts direct and through the gateway), `orders` (whole
+//! Scenarios: `catalog` (ListProducts direct and through the gateway), `hop` (what one
+//! forwarding hop costs, apart from the services: an echo direct, through a bare tonic
+//! pass-through and through the gateway's forwarding stack), `orders` (whole
 //! purchases per provider through the gateway, upstream at 50 ms per call), `mixed` (the shop
 //! mix), `soak` (the shop mix for `--seconds`, default 600, RSS sampled every second) and
 //! `drill-postgres` (order load while PostgreSQL restarts; needs `pg_ctlcluster`) and
@@ -40,7 +42,8 @@ use tokio::runtime::Handle;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-const SCENARIOS: &str = "catalog, orders, mixed, soak [--processes], drill-postgres, drill-kill [--seed N]";
+const SCENARIOS: &str =
+    "catalog, hop, orders, mixed, soak [--processes], drill-postgres, drill-kill [--seed N]";
 const WARMUP: Duration = Duration::from_secs(2);
 
 struct Args {
@@ -82,7 +85,7 @@ fn parse_args() -> Result<Args, String> {
             "--database" => args.engine = Engine::from_name(&value("--database")?)?,
             "--seed" => args.seed = Some(value("--seed")?.parse().map_err(|e| format!("{e}"))?),
             "--processes" => args.processes = true,
-            "catalog" | "orders" | "mixed" | "soak" | "drill-postgres" | "drill-kill"
+            "catalog" | "hop" | "orders" | "mixed" | "soak" | "drill-postgres" | "drill-kill"
                 if args.scenario.is_empty() =>
             {
                 args.scenario = arg
@@ -120,6 +123,7 @@ fn main() -> ExitCode {
     let result = clients.block_on(async {
         match args.scenario.as_str() {
             "catalog" => catalog(&args, servers).await,
+            "hop" => hop(&args, servers).await,
             "orders" => orders(&args, servers).await,
             "mixed" => mixed(&args, servers).await,
             "soak" if args.processes => soak_processes(&args).await,
@@ -278,6 +282,39 @@ async fn catalog(args: &Args, servers: Handle) -> Result<(), String> {
     );
     stop_suite(suite, &servers).await;
     failed_calls(&[&ceiling, &direct_report, &gateway_report])
+}
+
+async fn hop(args: &Args, servers: Handle) -> Result<(), String> {
+    let (concurrency, duration) = (args.concurrency(50), args.duration(10));
+    header(args, "one forwarding hop", concurrency, duration);
+    let hops = servers
+        .spawn(esim_e2e::hop::start())
+        .await
+        .map_err(|err| err.to_string())?
+        .map_err(|err| format!("the echo and its forwarders did not start: {err}"))?;
+    let mut reports = Vec::new();
+    for (label, addr) in [
+        ("echo direct", hops.echo),
+        ("echo through a bare tonic pass-through", hops.pass_through),
+        ("echo through the gateway's forwarding stack", hops.gateway_stack),
+    ] {
+        let channel = channel(addr).await;
+        let report = load::run(label, concurrency, WARMUP, duration, move || {
+            esim_e2e::hop::call(channel.clone())
+        })
+        .await;
+        match reports.first() {
+            Some(echo) => show(&report, echo),
+            None => println!("{report}"),
+        }
+        reports.push(report);
+    }
+    println!();
+    println!(
+        "gateway stack / bare pass-through: {:>5.1} %  (what the gateway's own code keeps of the hop)",
+        reports[2].percent_of(&reports[1])
+    );
+    failed_calls(&reports.iter().collect::<Vec<_>>())
 }
 
 async fn orders(args: &Args, servers: Handle) -> Result<(), String> {
