@@ -405,20 +405,48 @@ async fn soak(args: &Args, servers: Handle) -> Result<(), String> {
     header(args, "soak (shop mix)", concurrency, duration);
     // Everything runs in this one process (suite and load), so there is one RSS: this process's.
     let (suite, shop, esims) = shop_with_esims(args, &servers).await?;
-    let samples: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let processes = [("suite + load (this process)", "self".to_owned())];
+    let outcome = soak_load(&shop, esims, &processes, |_| true, concurrency, duration).await;
+    stop_suite(suite, &servers).await;
+    outcome
+}
+
+/// The shop mix for `duration` while the RSS of each of `processes` (name, pid or `self`) is
+/// sampled every second; fails on any failed call, or when a process that `judged` names grew
+/// 10 % or more after warm-up (the first minute, half the run when shorter: pools, caches and
+/// SQLite's page cache fill).
+async fn soak_load(
+    shop: &Shop,
+    esims: Vec<String>,
+    processes: &[(&'static str, String)],
+    judged: impl Fn(&str) -> bool,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<(), String> {
+    // (seconds since the start, RSS in KiB of each of `processes`)
+    type RssSamples = Arc<Mutex<Vec<(u64, Vec<u64>)>>>;
+    let samples: RssSamples = Arc::default();
     let sampler = {
-        let samples = samples.clone();
+        let (samples, processes) = (samples.clone(), processes.to_vec());
         tokio::spawn(async move {
             let started = Instant::now();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
                 let secs = started.elapsed().as_secs();
-                let kib = drills::rss_kib("self").unwrap_or(0);
-                samples.lock().expect("samples").push((secs, kib));
+                let kib: Vec<u64> = processes
+                    .iter()
+                    .map(|(_, pid)| drills::rss_kib(pid).unwrap_or(0))
+                    .collect();
                 if secs.is_multiple_of(30) {
-                    println!("  t={secs:>4} s  RSS {} MiB", kib / 1024);
+                    let line: Vec<String> = processes
+                        .iter()
+                        .zip(&kib)
+                        .map(|((name, _), kib)| format!("{name} {} MiB", kib / 1024))
+                        .collect();
+                    println!("  t={secs:>4} s  RSS {}", line.join(", "));
                 }
+                samples.lock().expect("samples").push((secs, kib));
             }
         })
     };
@@ -435,33 +463,38 @@ async fn soak(args: &Args, servers: Handle) -> Result<(), String> {
         println!("{kind}");
     }
     let samples = samples.lock().expect("samples").clone();
-    // Warm-up is the first minute (half the run when shorter): pools, caches and SQLite's page
-    // cache fill; growth is what comes after.
     let baseline_at = 60.min(duration.as_secs() / 2);
-    let baseline = samples
-        .iter()
-        .find(|(secs, _)| *secs >= baseline_at)
-        .map_or(0, |s| s.1);
-    let peak = samples
-        .iter()
-        .filter(|(secs, _)| *secs >= baseline_at)
-        .map(|s| s.1)
-        .max()
-        .unwrap_or(0);
-    let end = samples.last().map_or(0, |s| s.1);
-    let growth = 100.0 * (end as f64 - baseline as f64) / baseline.max(1) as f64;
+    let mut grown = Vec::new();
     println!(
-        "RSS (whole process: suite + load generator): {} MiB at {baseline_at} s, peak {} MiB after, \
-         {} MiB at the end: growth {growth:.1} % (target < 10 %); errors {} (target 0)",
-        baseline / 1024,
-        peak / 1024,
-        end / 1024,
-        report.total.errors
+        "RSS per process (MiB): after {baseline_at} s, peak after that, at the end, growth (target < 10 %)"
     );
-    stop_suite(suite, &servers).await;
+    for (i, (name, _)) in processes.iter().enumerate() {
+        let baseline = samples
+            .iter()
+            .find(|(secs, _)| *secs >= baseline_at)
+            .map_or(0, |s| s.1[i]);
+        let peak = samples
+            .iter()
+            .filter(|(secs, _)| *secs >= baseline_at)
+            .map(|s| s.1[i])
+            .max()
+            .unwrap_or(0);
+        let end = samples.last().map_or(0, |s| s.1[i]);
+        let growth = 100.0 * (end as f64 - baseline as f64) / baseline.max(1) as f64;
+        println!(
+            "  {name:<28} {:>7.1} {:>7.1} {:>7.1}  {growth:>6.1} %",
+            baseline as f64 / 1024.0,
+            peak as f64 / 1024.0,
+            end as f64 / 1024.0
+        );
+        if growth >= 10.0 && judged(name) {
+            grown.push(format!("{name} +{growth:.1} %"));
+        }
+    }
+    println!("errors {} (target 0)", report.total.errors);
     failed_calls(&[&report.total])?;
-    if growth >= 10.0 {
-        return Err(format!("RSS grew {growth:.1} % after warm-up"));
+    if !grown.is_empty() {
+        return Err(format!("RSS grew after warm-up: {}", grown.join(", ")));
     }
     Ok(())
 }
@@ -794,82 +827,19 @@ async fn soak_processes(args: &Args) -> Result<(), String> {
         .filter_map(|name| procs.pid(name).map(|pid| (*name, pid.to_string())))
         .chain([("esim-bench (load)", "self".to_owned())])
         .collect();
-    // (seconds since the start, RSS in KiB of each process of `pids`)
-    type RssSamples = Arc<Mutex<Vec<(u64, Vec<u64>)>>>;
-    let samples: RssSamples = Arc::default();
-    let sampler = {
-        let (samples, pids) = (samples.clone(), pids.clone());
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let secs = started.elapsed().as_secs();
-                let kib: Vec<u64> = pids
-                    .iter()
-                    .map(|(_, pid)| drills::rss_kib(pid).unwrap_or(0))
-                    .collect();
-                if secs.is_multiple_of(30) {
-                    let line: Vec<String> = pids
-                        .iter()
-                        .zip(&kib)
-                        .map(|((name, _), kib)| format!("{name} {} MiB", kib / 1024))
-                        .collect();
-                    println!("  t={secs:>4} s  RSS {}", line.join(", "));
-                }
-                samples.lock().expect("samples").push((secs, kib));
-            }
-        })
-    };
-    let report = load::run_mix(
-        "shop mix through the gateway",
-        concurrency,
-        WARMUP,
-        duration,
-        shop.mix(esims),
-    )
-    .await;
-    sampler.abort();
-    for kind in std::iter::once(&report.total).chain(&report.kinds) {
-        println!("{kind}");
-    }
-    let samples = samples.lock().expect("samples").clone();
-    let baseline_at = 60.min(duration.as_secs() / 2);
-    let mut grown = Vec::new();
-    println!(
-        "RSS per process (MiB): after {baseline_at} s, peak after that, at the end, growth (target < 10 %)"
-    );
-    for (i, (name, _)) in pids.iter().enumerate() {
-        let baseline = samples
-            .iter()
-            .find(|(secs, _)| *secs >= baseline_at)
-            .map_or(0, |s| s.1[i]);
-        let peak = samples
-            .iter()
-            .filter(|(secs, _)| *secs >= baseline_at)
-            .map(|s| s.1[i])
-            .max()
-            .unwrap_or(0);
-        let end = samples.last().map_or(0, |s| s.1[i]);
-        let growth = 100.0 * (end as f64 - baseline as f64) / baseline.max(1) as f64;
-        println!(
-            "  {name:<18} {:>7.1} {:>7.1} {:>7.1}  {growth:>6.1} %",
-            baseline as f64 / 1024.0,
-            peak as f64 / 1024.0,
-            end as f64 / 1024.0
-        );
+    let outcome = soak_load(
+        &shop,
+        esims,
+        &pids,
         // The sandbox (a stand-in for the upstreams, keeping every order) and the load
         // generator are shown, not judged.
-        if growth >= 10.0 && SERVICES.iter().any(|(service, _)| service == name) {
-            grown.push(format!("{name} +{growth:.1} %"));
-        }
-    }
+        |name| SERVICES.iter().any(|(service, _)| *service == name),
+        concurrency,
+        duration,
+    )
+    .await;
     let mut procs = procs;
     procs.check_alive()?;
     procs.stop().await;
-    failed_calls(&[&report.total])?;
-    if !grown.is_empty() {
-        return Err(format!("RSS grew after warm-up: {}", grown.join(", ")));
-    }
-    Ok(())
+    outcome
 }
