@@ -121,11 +121,8 @@ async fn call(channel: tonic::transport::Channel, key: &str, path: &'static str)
 async fn gateway_forwards_by_service_name() {
     // The catalog backend points nowhere: the gateway must report it UNAVAILABLE, while the
     // ordering backend is reached and answers for itself.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let overrides = vec![("GATEWAY_CATALOG_URL".to_owned(), format!("http://{dead}"))];
+    // Port 1 is below the ephemeral range: no service of a suite running alongside gets it.
+    let overrides = vec![("GATEWAY_CATALOG_URL".to_owned(), "http://127.0.0.1:1".to_owned())];
     let suite = TestSuite::start(|| async { testing::fresh_sqlite() }, overrides)
         .await
         .unwrap();

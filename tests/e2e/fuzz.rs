@@ -131,16 +131,18 @@ async fn rpc_drill(suite: TestSuite, label: &str) {
         format!("Bearer {}", suite.api_key).parse().expect("ascii");
 
     let started = std::time::Instant::now();
-    let jobs = methods
-        .iter()
-        .flat_map(|method| (0..cases).map(move |index| (*method, index)));
+    let schema = &schema;
+    let jobs = methods.iter().flat_map(|method| {
+        (0..cases)
+            .map(move |index| Generator::case(schema, seed, method, index))
+            .chain(schema.control_character_cases(method))
+            .map(move |case| (*method, case))
+    });
     let mut answers = futures::stream::iter(jobs)
-        .map(|(method, index)| {
+        .map(|(method, mut case)| {
             let channel = channel.clone();
             let authorization = authorization.clone();
-            let schema = &schema;
             async move {
-                let mut case = Generator::case(schema, seed, method, index);
                 let bytes = Bytes::from(std::mem::take(&mut case.bytes));
                 let answer = fuzz::call(channel, &authorization, method, bytes.clone()).await;
                 case.bytes = bytes.into();
@@ -657,5 +659,52 @@ async fn long_country_code_is_invalid_argument_not_unavailable() {
         .await
         .expect_err("not a country code");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    suite.stop().await;
+}
+
+/// BUG-2 (found by this drill on PostgreSQL, in CI): a NUL in `ListOrders.customer_reference`
+/// reached the query, PostgreSQL refused the text, and ordering answered UNAVAILABLE "the
+/// ordering database is unavailable" (a `CreateOrder` with it would have done the same). Free
+/// text is now checked by `esim_domain::TextRule`; the drill's control-character sweep puts
+/// such a value in every read's string fields on every run.
+#[tokio::test]
+async fn nul_in_a_customer_reference_is_invalid_argument_on_postgres() {
+    use esim_proto::ordering::v1::{
+        CreateOrderRequest, ListOrdersRequest, Order, ordering_service_client::OrderingServiceClient,
+    };
+    let Some(admin_url) = testing::postgres_url() else {
+        eprintln!("DATABASE_URL is not a PostgreSQL URL: SQLite stores NUL, nothing to check");
+        return;
+    };
+    let suite = TestSuite::start(|| testing::fresh_postgres(&admin_url), overrides())
+        .await
+        .unwrap();
+    let mut client = OrderingServiceClient::with_interceptor(suite.channel("gateway").await, suite.bearer());
+    let status = client
+        .list_orders(ListOrdersRequest {
+            customer_reference: "shop\0-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("NUL is no customer reference");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("customer_reference"), "{status:?}");
+    let status = client
+        .create_order(CreateOrderRequest {
+            request_id: "nul-customer-1".into(),
+            order: Some(Order {
+                product: "products/mp-jp-1gb".into(),
+                customer_reference: "shop\0-1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("NUL is no customer reference");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("order.customer_reference"),
+        "{status:?}"
+    );
     suite.stop().await;
 }

@@ -179,6 +179,56 @@ impl Schema {
         self.messages.get(full_name)
     }
 
+    /// For a read-only method: one case per string field, top-level or one message deep,
+    /// holding control characters and nothing else set. Random cases reach a given filter with
+    /// a NUL only by luck; this reaches every one every run. (Mutating methods are left out:
+    /// the drill's random cases make each of them certainly invalid by its `request_id`.)
+    pub fn control_character_cases(&self, method: &Method) -> Vec<Case> {
+        if method.mutating {
+            return Vec::new();
+        }
+        const VALUE: &str = "ab\0cd\u{1b}[31m\r\nef";
+        let mut cases = Vec::new();
+        let Some(input) = self.message(&method.input_type) else {
+            return cases;
+        };
+        for field in &input.field {
+            let mut bytes = Vec::new();
+            let path = match field.r#type() {
+                Type::String => {
+                    put_len(&mut bytes, field.number() as u32, VALUE.as_bytes());
+                    field.name().to_owned()
+                }
+                Type::Message if !field.type_name().starts_with(".google.") => {
+                    let Some(inner) = self.message(field.type_name()) else {
+                        continue;
+                    };
+                    for nested in inner.field.iter().filter(|f| f.r#type() == Type::String) {
+                        let mut message = Vec::new();
+                        put_len(&mut message, nested.number() as u32, VALUE.as_bytes());
+                        let mut bytes = Vec::new();
+                        put_len(&mut bytes, field.number() as u32, &message);
+                        cases.push(Case {
+                            index: cases.len(),
+                            flavor: Flavor::ControlCharacters,
+                            bytes,
+                            note: format!("{}.{}", field.name(), nested.name()),
+                        });
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            cases.push(Case {
+                index: cases.len(),
+                flavor: Flavor::ControlCharacters,
+                bytes,
+                note: path,
+            });
+        }
+        cases
+    }
+
     /// The top-level `string request_id` field of message `full_name`.
     pub fn request_id_field(&self, full_name: &str) -> Option<&FieldDescriptorProto> {
         self.message(full_name)?
@@ -206,6 +256,9 @@ pub enum Flavor {
     Garbage,
     /// Over the 4 MiB default message limit.
     Oversize,
+    /// One string field holding control characters (NUL first: PostgreSQL cannot store it),
+    /// every other field unset; see [`Schema::control_character_cases`].
+    ControlCharacters,
 }
 
 /// One generated request.

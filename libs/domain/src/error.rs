@@ -25,6 +25,9 @@ pub enum DomainError {
     /// Not an exact decimal amount.
     #[error("invalid amount: {0}")]
     Amount(String),
+    /// Free text breaking its [`crate::TextRule`]; the message is what to fix.
+    #[error("{0}")]
+    Text(String),
 }
 
 /// Shortens untrusted input echoed in an error message.

@@ -1,4 +1,5 @@
-//! Domain types of the eSIM suite: ICCID, EID, activation code, country, money.
+//! Domain types of the eSIM suite: ICCID, EID, activation code, country, money, and the rule
+//! for free text.
 //!
 //! Every type here is validated on construction (`FromStr` / `TryFrom<&str>`), prints its
 //! canonical text with `Display` (except [`ActivationCode`] and [`Secret`], which are
@@ -12,6 +13,7 @@ mod error;
 mod iccid;
 mod money;
 mod secret;
+mod text;
 
 pub use activation_code::ActivationCode;
 pub use country::{CountryCode, Mcc};
@@ -20,6 +22,7 @@ pub use error::DomainError;
 pub use iccid::Iccid;
 pub use money::{CurrencyCode, Money};
 pub use secret::Secret;
+pub use text::TextRule;
 
 /// Implements `TryFrom<&str>`, `TryFrom<String>` and string serde for a type with `FromStr`.
 macro_rules! string_conversions {

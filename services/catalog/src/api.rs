@@ -125,12 +125,9 @@ struct PlanValues {
 
 fn validate_plan(plan: &pb::SftPlan) -> Result<PlanValues> {
     let name = plan.display_name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(CatalogError::invalid(
-            "sft_plan.display_name",
-            "is required, at most 200 characters",
-        ));
-    }
+    esim_domain::TextRule::required(200)
+        .check(name)
+        .map_err(|err| CatalogError::invalid("sft_plan.display_name", err.to_string()))?;
     if plan.unlimited && plan.data_bytes != 0 {
         return Err(CatalogError::invalid(
             "sft_plan.data_bytes",

@@ -60,21 +60,11 @@ pub fn resource_name(id: &str) -> String {
 
 // ----- what a key may do ---------------------------------------------------------------------
 
-/// A key's display name: 1-100 characters, not blank.
+/// A key's display name: 1-100 characters, not blank, no control characters.
 pub fn display_name(name: &str, field: &str) -> Result<String> {
-    let length = name.chars().count();
-    if name.trim().is_empty() || length > MAX_DISPLAY_NAME {
-        return Err(GatewayError::invalid(
-            field,
-            format!("must be 1-{MAX_DISPLAY_NAME} characters, not blank"),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(GatewayError::invalid(
-            field,
-            "must not contain control characters",
-        ));
-    }
+    esim_domain::TextRule::required(MAX_DISPLAY_NAME)
+        .check(name)
+        .map_err(|err| GatewayError::invalid(field, err.to_string()))?;
     Ok(name.to_owned())
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use esim_domain::Iccid;
+use esim_domain::{Iccid, TextRule};
 use esim_proto::catalog::v1 as catalog;
 use esim_proto::ordering::v1 as pb;
 use esim_proto::ordering::v1::ordering_service_server::OrderingService;
@@ -48,6 +48,15 @@ fn valid_email(email: &str) -> bool {
         && !domain.ends_with('.')
         && email.chars().all(|c| c.is_ascii_graphic())
         && !local.contains('@')
+}
+
+/// A customer reference: the reseller's own id for the traveller.
+const CUSTOMER_REFERENCE: TextRule = TextRule::required(128);
+
+/// Checks free text `value` of `field` against `rule`.
+fn check_text(field: &str, value: &str, rule: TextRule) -> Result<()> {
+    rule.check(value)
+        .map_err(|err| OrderingError::invalid(field, err.to_string()))
 }
 
 fn money_key(m: Option<&esim_proto::google::r#type::Money>) -> String {
@@ -111,12 +120,7 @@ impl OrderingApi {
                 OrderingError::invalid("order.product", "must be a product name, products/{product}")
             })?;
         let customer = input.customer_reference.as_str();
-        if customer.is_empty() || customer.chars().count() > 128 {
-            return Err(OrderingError::invalid(
-                "order.customer_reference",
-                "must be 1-128 characters",
-            ));
-        }
+        check_text("order.customer_reference", customer, CUSTOMER_REFERENCE)?;
         let email = input.customer_email.trim();
         if !email.is_empty() && !valid_email(email) {
             return Err(OrderingError::invalid(
@@ -278,6 +282,7 @@ impl OrderingApi {
         let size = convert::page_size(req.page_size, 50, 500)?;
         let mut cond = Condition::all();
         if !req.customer_reference.is_empty() {
+            check_text("customer_reference", &req.customer_reference, CUSTOMER_REFERENCE)?;
             cond = cond.add(order::Column::CustomerReference.eq(req.customer_reference.as_str()));
         }
         let mut states = Vec::new();
@@ -381,9 +386,7 @@ impl OrderingApi {
             convert::request_id(&req.request_id, "request_id")?;
         }
         let id = convert::order_id(&req.name, "name")?;
-        if req.reason.chars().count() > 500 {
-            return Err(OrderingError::invalid("reason", "must be at most 500 characters"));
-        }
+        check_text("reason", &req.reason, TextRule::optional(500))?;
         let reason = if req.reason.is_empty() {
             "cancelled by the caller".to_owned()
         } else {
@@ -435,17 +438,16 @@ impl OrderingApi {
             .as_ref()
             .map(|m| parse_money(m, "amount"))
             .transpose()?;
-        if outcome == "SUCCEEDED" {
-            if amount.is_none() {
-                return Err(OrderingError::invalid("amount", "is required for SUCCEEDED"));
-            }
-            if req.payment_reference.is_empty() || req.payment_reference.chars().count() > 128 {
-                return Err(OrderingError::invalid(
-                    "payment_reference",
-                    "must be 1-128 characters",
-                ));
-            }
+        let succeeded = outcome == "SUCCEEDED";
+        if succeeded && amount.is_none() {
+            return Err(OrderingError::invalid("amount", "is required for SUCCEEDED"));
         }
+        let payment_reference = if succeeded {
+            TextRule::required(128)
+        } else {
+            TextRule::optional(128)
+        };
+        check_text("payment_reference", &req.payment_reference, payment_reference)?;
         let payment_time = req
             .payment_time
             .as_ref()
@@ -758,12 +760,7 @@ impl OrderingApi {
             convert::request_id(&req.request_id, "request_id")?;
         }
         let customer = req.customer_reference.as_str();
-        if customer.is_empty() || customer.chars().count() > 128 {
-            return Err(OrderingError::invalid(
-                "customer_reference",
-                "must be 1-128 characters",
-            ));
-        }
+        check_text("customer_reference", customer, CUSTOMER_REFERENCE)?;
         let len = req.password.chars().count();
         if !(8..=128).contains(&len) {
             return Err(OrderingError::invalid("password", "must be 8-128 characters"));

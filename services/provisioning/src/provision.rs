@@ -76,12 +76,7 @@ impl Provisioning {
         ids::validate_request_id(&req.request_id, false)?;
         ids::validate_order("order", &req.order)?;
         let plan = req.sft_plan_id.trim();
-        if plan.is_empty() {
-            return Err(ProvisioningError::invalid("sft_plan_id", "required"));
-        }
-        if plan.len() > 64 {
-            return Err(ProvisioningError::invalid("sft_plan_id", "at most 64 characters"));
-        }
+        ids::validate_sft_plan_id("sft_plan_id", plan)?;
         let hash = ids::hash(&["ProvisionEsim", &req.order, plan]);
         let db = &self.inner.db;
         if let Some(row) = store::esim_by_request(db, &req.request_id).await? {

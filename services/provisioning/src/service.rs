@@ -503,15 +503,7 @@ impl Provisioning {
             .addon
             .ok_or_else(|| ProvisioningError::invalid("addon", "required"))?;
         let plan = addon_in.sft_plan_id.trim().to_owned();
-        if plan.is_empty() {
-            return Err(ProvisioningError::invalid("addon.sft_plan_id", "required"));
-        }
-        if plan.len() > 64 {
-            return Err(ProvisioningError::invalid(
-                "addon.sft_plan_id",
-                "at most 64 characters",
-            ));
-        }
+        ids::validate_sft_plan_id("addon.sft_plan_id", &plan)?;
         if !addon_in.order.is_empty() {
             ids::validate_order("addon.order", &addon_in.order)?;
         }

@@ -65,7 +65,10 @@ impl UsageApi {
         let mut codes: Vec<String> = Vec::new();
         for (i, code) in req.mp_order_codes.iter().enumerate() {
             let code = code.trim();
-            if code.is_empty() || code.len() > 128 || code.chars().any(char::is_whitespace) {
+            if code.is_empty()
+                || code.len() > 128
+                || code.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 return Err(UsageError::invalid(
                     format!("mp_order_codes[{i}]"),
                     "must be an MP order code (1-128 characters, no spaces)",
@@ -90,8 +93,10 @@ impl UsageApi {
             _ => {}
         }
         for (field, value) in [("sft_endpoint_id", &sft_endpoint), ("fms_order_no", &fms_order)] {
-            if value.as_ref().is_some_and(|v| v.len() > 128) {
-                return Err(UsageError::invalid(field, "must be at most 128 characters"));
+            if let Some(value) = value {
+                esim_domain::TextRule::required(128)
+                    .check(value)
+                    .map_err(|err| UsageError::invalid(field, err.to_string()))?;
             }
         }
         if req.plan_data_bytes < 0 {
