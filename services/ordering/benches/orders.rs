@@ -12,7 +12,8 @@
 //!   whatever the suite adds to one order.
 //!
 //! Peers (provisioning, usage) answer from memory, so only ordering's own cost is measured; the
-//! SQL statements per order are counted through sea-orm's metric callback.
+//! SQL statements per order are counted through sea-orm's metric callback (`SQL_STATEMENTS=1`
+//! lists them one by one).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -136,12 +137,20 @@ async fn run_on(url: &str, label: &str) {
         .unwrap();
     let statements = Arc::new(AtomicU64::new(0));
     let writes = Arc::new(AtomicU64::new(0));
+    let by_sql = Arc::new(std::sync::Mutex::new(
+        std::collections::BTreeMap::<String, u64>::new(),
+    ));
     {
-        let (statements, writes) = (statements.clone(), writes.clone());
+        let (statements, writes, by_sql) = (statements.clone(), writes.clone(), by_sql.clone());
+        let per_statement = std::env::var_os("SQL_STATEMENTS").is_some();
         db.set_metric_callback(move |info| {
             statements.fetch_add(1, Relaxed);
             if !info.statement.sql.trim_start().starts_with("SELECT") {
                 writes.fetch_add(1, Relaxed);
+            }
+            if per_statement {
+                let sql: String = info.statement.sql.chars().take(90).collect();
+                *by_sql.lock().unwrap().entry(sql).or_default() += 1;
             }
         });
     }
@@ -212,6 +221,9 @@ async fn run_on(url: &str, label: &str) {
         sandbox.call_count("mp.activationCode"),
         2 * orders,
     );
+    for (sql, count) in by_sql.lock().unwrap().iter() {
+        println!("{label}: {:5.2} per order  {sql}", per_order(*count));
+    }
     stop.cancel();
 }
 
