@@ -202,6 +202,10 @@ pub struct ServiceSettings {
     /// Whether to serve gRPC server reflection (`<P>_REFLECTION`, default true), which grpcurl
     /// uses to call without proto files.
     pub reflection: bool,
+    /// How long a mutation's request id is remembered for replay
+    /// (`<P>_IDEMPOTENCY_RETENTION_HOURS`, default 168 = 7 days; 0 keeps them forever). A retry
+    /// with the same request id after that is a new request.
+    pub idempotency_retention: Option<Duration>,
 }
 
 impl fmt::Debug for ServiceSettings {
@@ -213,6 +217,7 @@ impl fmt::Debug for ServiceSettings {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("drain_delay", &self.drain_delay)
             .field("reflection", &self.reflection)
+            .field("idempotency_retention", &self.idempotency_retention)
             .finish()
     }
 }
@@ -233,6 +238,18 @@ impl ServiceSettings {
             shutdown_grace: env.secs_or("SHUTDOWN_GRACE_SECS", DEFAULT_SHUTDOWN_GRACE)?,
             drain_delay: env.secs_or("DRAIN_DELAY_SECS", Duration::ZERO)?,
             reflection: env.bool_or("REFLECTION", true)?,
+            idempotency_retention: match env.parse_or("IDEMPOTENCY_RETENTION_HOURS", 168u64)? {
+                0 => None,
+                // The APIs promise a retry within 24 hours is recognised.
+                hours @ 1..24 => {
+                    return Err(ConfigError::Invalid {
+                        key: env.key("IDEMPOTENCY_RETENTION_HOURS"),
+                        value: hours.to_string(),
+                        reason: "must be 0 (forever) or at least 24".into(),
+                    });
+                }
+                hours => Some(Duration::from_secs(hours.saturating_mul(3600))),
+            },
         })
     }
 }
@@ -279,6 +296,7 @@ mod tests {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             drain_delay: Duration::ZERO,
             reflection: true,
+            idempotency_retention: None,
         };
         assert!(!format!("{settings:?}").contains("hunter2"));
     }
@@ -303,6 +321,10 @@ mod tests {
         assert_eq!(settings.listen_addr, default_addr);
         assert_eq!(settings.database_url, "sqlite://data/catalog.db?mode=rwc");
         assert!(settings.migrate);
+        assert_eq!(
+            settings.idempotency_retention,
+            Some(Duration::from_secs(7 * 24 * 3600))
+        );
 
         let env = Env::from_vars(
             "CATALOG",
@@ -310,12 +332,18 @@ mod tests {
                 ("CATALOG_LISTEN_ADDR", "0.0.0.0:9000"),
                 ("CATALOG_MIGRATE", "off"),
                 ("CATALOG_SHUTDOWN_GRACE_SECS", "2.5"),
+                ("CATALOG_IDEMPOTENCY_RETENTION_HOURS", "0"),
             ],
         );
         let settings = ServiceSettings::from_env(&env, "catalog", default_addr).unwrap();
         assert_eq!(settings.listen_addr.port(), 9000);
         assert!(!settings.migrate);
         assert_eq!(settings.shutdown_grace, Duration::from_millis(2500));
+        assert_eq!(settings.idempotency_retention, None, "0 keeps keys forever");
+
+        let env = Env::from_vars("CATALOG", [("CATALOG_IDEMPOTENCY_RETENTION_HOURS", "12")]);
+        let err = ServiceSettings::from_env(&env, "catalog", default_addr).unwrap_err();
+        assert!(err.to_string().contains("at least 24"), "{err}");
 
         let env = Env::from_vars("CATALOG", [("CATALOG_LISTEN_ADDR", "nowhere")]);
         let err = ServiceSettings::from_env(&env, "catalog", default_addr).unwrap_err();

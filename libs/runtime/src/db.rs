@@ -3,6 +3,8 @@
 
 use std::{path::Path, time::Duration};
 
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
     DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -80,6 +82,20 @@ pub async fn checkpoint(db: &DatabaseConnection) -> Result<(), DbErr> {
         db.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)").await?;
     }
     Ok(())
+}
+
+/// Deletes the rows of `table` whose `create_time` is before `cutoff`; returns how many.
+pub async fn delete_created_before(
+    db: &DatabaseConnection,
+    table: &'static str,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let delete = Query::delete()
+        .from_table(Alias::new(table))
+        .and_where(Expr::col(Alias::new("create_time")).lt(cutoff))
+        .to_owned();
+    let result = db.execute(&delete).await?;
+    Ok(result.rows_affected())
 }
 
 fn create_sqlite_parent_dir(url: &str) -> Result<(), DbErr> {
@@ -243,6 +259,73 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(Migrator::get_applied_migrations(&db).await.unwrap().len(), 1);
+    }
+
+    /// Idempotency keys as every service stores them: written through an entity, so the test
+    /// compares the cutoff with times in the encoding the services really store.
+    mod key {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "keys")]
+        pub struct Model {
+            #[sea_orm(primary_key, auto_increment = false)]
+            pub key: String,
+            pub create_time: DateTimeUtc,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    #[tokio::test]
+    async fn rows_created_before_the_cutoff_are_deleted_and_no_others() {
+        use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, QueryOrder};
+        for database in testing::fresh_databases().await.unwrap() {
+            let db = connect(&database.url).await.unwrap();
+            db.execute(
+                &Table::create()
+                    .table("keys")
+                    .col(crate::schema::text_pk("key"))
+                    .col(crate::schema::time("create_time"))
+                    .to_owned(),
+            )
+            .await
+            .unwrap();
+            let now = Utc::now();
+            let cutoff = now - chrono::Duration::days(7);
+            for (name, age) in [
+                (
+                    "a-week-and-a-second",
+                    chrono::Duration::days(7) + chrono::Duration::seconds(1),
+                ),
+                ("a-month", chrono::Duration::days(30)),
+                ("six-days", chrono::Duration::days(6)),
+                ("new", chrono::Duration::zero()),
+            ] {
+                key::Model {
+                    key: name.into(),
+                    create_time: now - age,
+                }
+                .into_active_model()
+                .insert(&db)
+                .await
+                .unwrap();
+            }
+            assert_eq!(delete_created_before(&db, "keys", cutoff).await.unwrap(), 2);
+            let left: Vec<String> = key::Entity::find()
+                .order_by_asc(key::Column::Key)
+                .all(&db)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| row.key)
+                .collect();
+            assert_eq!(left, ["new", "six-days"], "{}", database.url);
+            assert_eq!(delete_created_before(&db, "keys", cutoff).await.unwrap(), 0);
+        }
     }
 
     #[tokio::test]

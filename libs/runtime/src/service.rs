@@ -1,9 +1,9 @@
 //! The bootstrap every service binary shares: read settings, set up logging, bind, connect and
 //! migrate the database, serve, stop cleanly. A service's `main.rs` is one call to [`main`].
 
-use std::{future::Future, net::SocketAddr, process::ExitCode};
+use std::{future::Future, net::SocketAddr, process::ExitCode, time::Duration};
 
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{DatabaseConnection, DbErr, EntityName};
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -101,6 +101,33 @@ impl ServiceContext {
     /// Connects the service's database and applies its migrations `M` (unless disabled).
     pub async fn database<M: MigratorTrait>(&self) -> Result<DatabaseConnection, DbErr> {
         crate::db::connect_and_migrate::<M>(&self.settings.database_url, self.settings.migrate).await
+    }
+
+    /// Forgets the idempotency keys of entity `keys` (a `create_time` column) once they are older
+    /// than `<P>_IDEMPOTENCY_RETENTION_HOURS`: at start, then hourly, until shutdown. Without it
+    /// the table grows with every mutation for as long as the service runs.
+    pub fn expire_idempotency_keys(&self, db: &DatabaseConnection, keys: impl EntityName) {
+        let Some(retention) = self.settings.idempotency_retention else {
+            return;
+        };
+        let table = keys.table_name();
+        let (db, shutdown) = (db.clone(), self.shutdown.clone());
+        tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+            hourly.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = hourly.tick() => {}
+                }
+                let cutoff = chrono::Utc::now() - retention;
+                match crate::db::delete_created_before(&db, table, cutoff).await {
+                    Ok(0) => {}
+                    Ok(deleted) => tracing::info!(table, deleted, "expired idempotency keys"),
+                    Err(err) => tracing::warn!(table, error = %err, "cannot expire idempotency keys"),
+                }
+            }
+        });
     }
 
     /// Serves `server` on the bound listener, to the suite's own services only (see

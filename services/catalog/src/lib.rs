@@ -283,6 +283,7 @@ pub fn sources_from_env(
 /// SFT plans seeded, background sync started, then served.
 pub async fn run(context: ServiceContext) -> Result<(), BoxError> {
     let db = context.database::<migration::Migrator>().await?;
+    context.expire_idempotency_keys(&db, entity::idempotency::Entity);
     let config = ConfigFile::from_env(&context.env)?;
     let plans = config
         .sft_plans

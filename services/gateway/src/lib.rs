@@ -42,6 +42,7 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 /// Runs the gateway until shutdown.
 pub async fn run(context: ServiceContext) -> Result<(), BoxError> {
     let db = context.database::<migration::Migrator>().await?;
+    context.expire_idempotency_keys(&db, entity::idempotency::Entity);
     let keys = AuthSettings::from_env(&context.env)?
         .start(&db, context.shutdown.clone())
         .await?;

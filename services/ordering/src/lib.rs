@@ -84,6 +84,7 @@ pub async fn run(context: ServiceContext) -> Result<(), BoxError> {
     let env = &context.env;
     let cipher = CredentialCipher::from_env(env, &context.settings.database_url)?;
     let db = context.database::<migration::Migrator>().await?;
+    context.expire_idempotency_keys(&db, entity::idempotency_key::Entity);
     let peers = GrpcPeers::connect(env, context.internal.credential.clone())?;
     let mp = Arc::new(MpClient::new(MpConfig::from_env(env)?)?);
     let fms = Arc::new(FmsClient::new(FmsConfig::from_env(env)?)?);

@@ -46,6 +46,7 @@ pub async fn run(context: ServiceContext) -> Result<(), BoxError> {
     let sft = SftClient::new(esim_upstream::config::SftConfig::from_env(&context.env)?)?;
     let mp = MpClient::new(esim_upstream::config::MpConfig::from_env(&context.env)?)?;
     let db = context.database::<migration::Migrator>().await?;
+    context.expire_idempotency_keys(&db, entity::idempotency::Entity);
     // Keeps the SQLite write-ahead log small in a long-running process (no-op on PostgreSQL).
     let checkpoints = {
         let db = db.clone();
