@@ -38,6 +38,13 @@ impl ServiceSpec {
     pub fn settings(&self, env: &Env) -> Result<ServiceSettings, ConfigError> {
         ServiceSettings::from_env(env, self.name, self.default_addr)
     }
+
+    /// This service's database as its settings in the process environment name it, migrated
+    /// as the service would: for the command-line tools that work on its tables.
+    pub async fn database<M: MigratorTrait>(&self) -> Result<DatabaseConnection, BoxError> {
+        let settings = self.settings(&self.env())?;
+        Ok(crate::db::connect_and_migrate::<M>(&settings.database_url, settings.migrate).await?)
+    }
 }
 
 /// Everything a running service gets from the bootstrap: settings, its bound listener, and a

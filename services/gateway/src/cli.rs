@@ -71,12 +71,7 @@ fn parse_scope(text: &str) -> Result<Scope, String> {
 
 /// Runs `cli` against the database the gateway's settings name.
 pub async fn run(cli: Cli) -> Result<(), BoxError> {
-    let settings = crate::SERVICE.settings(&crate::SERVICE.env())?;
-    let db = esim_runtime::db::connect_and_migrate::<crate::migration::Migrator>(
-        &settings.database_url,
-        settings.migrate,
-    )
-    .await?;
+    let db = crate::SERVICE.database::<crate::migration::Migrator>().await?;
     let result = execute(
         cli,
         &db,

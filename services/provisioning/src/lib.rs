@@ -9,6 +9,7 @@
 //! `ACTIVATION_CODE_KEY` (base64 32 bytes; or `_FILE`), `ACTIVATION_CODE_KEYS` (retired keys,
 //! comma-separated), and the tunables of [`config::Settings`].
 
+pub mod cli;
 pub mod config;
 mod convert;
 pub mod crypto;

@@ -179,6 +179,40 @@ pub async fn release_claim<C: ConnectionTrait>(db: &C, endpoint: &str, esim_id: 
     Ok(())
 }
 
+/// The SIM claims, most recently changed first; only those in `status` if given.
+pub async fn claims<C: ConnectionTrait>(db: &C, status: Option<&str>) -> Result<Vec<sim_claim::Model>> {
+    let mut query = sim_claim::Entity::find()
+        .order_by_desc(sim_claim::Column::UpdateTime)
+        .order_by_asc(sim_claim::Column::SftEndpointId);
+    if let Some(status) = status {
+        query = query.filter(sim_claim::Column::Status.eq(status));
+    }
+    Ok(query.all(db).await?)
+}
+
+/// Deletes the claim on `endpoint` if it is quarantined; returns it, or `None` if there was no
+/// quarantined claim on it.
+pub async fn release_quarantined<C: ConnectionTrait>(
+    db: &C,
+    endpoint: &str,
+) -> Result<Option<sim_claim::Model>> {
+    let Some(claim) = sim_claim::Entity::find_by_id(endpoint.to_owned())
+        .filter(sim_claim::Column::Status.eq("quarantined"))
+        .all(db)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let deleted = sim_claim::Entity::delete_many()
+        .filter(sim_claim::Column::SftEndpointId.eq(endpoint))
+        .filter(sim_claim::Column::Status.eq("quarantined"))
+        .exec(db)
+        .await?;
+    Ok((deleted.rows_affected == 1).then_some(claim))
+}
+
 /// Overwrites every column of a stored eSIM with `row`.
 pub async fn save_esim<C: ConnectionTrait>(db: &C, row: &esim::Model) -> Result<()> {
     esim::Entity::update_many()

@@ -219,3 +219,17 @@ pub fn global_log() -> LogBuffer {
 pub fn state(esim: &pb::Esim) -> pb::EsimState {
     pb::EsimState::try_from(esim.state).unwrap()
 }
+
+/// SFT's next endpoint lifecycle change answers after 1.5 s, past the 300 ms a harness started
+/// with `SFT_LIFECYCLE_TIMEOUT_MS=300` waits: the activation's outcome is unknown.
+pub fn time_out_next_lifecycle_change(h: &Harness) {
+    h.sandbox.set_fault(
+        "sft.EndPointLifeCycleChange",
+        esim_sandbox::Fault {
+            timeout: true,
+            timeout_ms: Some(1500),
+            times: Some(1),
+            ..esim_sandbox::Fault::default()
+        },
+    );
+}

@@ -5,7 +5,7 @@ use esim_proto::provisioning::v1 as pb;
 use esim_sandbox::Fault;
 use tonic::Code;
 
-use crate::common::{Harness, databases, state};
+use crate::common::{Harness, databases, state, time_out_next_lifecycle_change};
 
 const LIFECYCLE: &str = "sft.EndPointLifeCycleChange";
 const SUBSCRIBE: &str = "sft.SubscribeAddon";
@@ -92,15 +92,7 @@ async fn a_failed_activation_releases_the_sim_to_the_pool() {
 async fn an_activation_with_unknown_outcome_quarantines_the_sim() {
     for database in databases().await {
         let h = Harness::start_with(database, 2, &[("SFT_LIFECYCLE_TIMEOUT_MS", "300")]).await;
-        h.sandbox.set_fault(
-            LIFECYCLE,
-            Fault {
-                timeout: true,
-                timeout_ms: Some(1500),
-                times: Some(1),
-                ..Fault::default()
-            },
-        );
+        time_out_next_lifecycle_change(&h);
         let status = h.provision("r1", "orders/timeout").await.unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{}: {status:?}", h.label);
         let failed = esim_of(&h, "orders/timeout").await;

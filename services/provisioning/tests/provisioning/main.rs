@@ -2,6 +2,7 @@
 //! database (SQLite, and PostgreSQL when `DATABASE_URL` names one) and the upstream sandbox,
 //! called through a real tonic client.
 
+mod cli;
 mod common;
 mod concurrency;
 mod delivery;
