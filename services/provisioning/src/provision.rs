@@ -10,6 +10,11 @@
 //! | activation refused, or failed and the SIM is still Pre-Active | FAILED | released (deleted: the SIM is claimable again) | FAILED_PRECONDITION / UNAVAILABLE |
 //! | activation timed out, or its outcome cannot be checked | FAILED | quarantined (never claimed again by itself) | UNAVAILABLE |
 //! | subscription failed after retries | FAILED, reason names the endpoint's real SIM status | quarantined (the endpoint is Active without an add-on) | FAILED_PRECONDITION / UNAVAILABLE |
+//!
+//! A retry with the same request id of a provision that ended UNAVAILABLE and holds no SIM
+//! (the rows above with no claim left) is a fresh attempt under the same eSIM; any other failed
+//! provision answers FAILED_PRECONDITION with its reason, so a caller retrying on UNAVAILABLE
+//! stops (`esim-sims` releases a quarantined SIM).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -132,6 +137,21 @@ impl Provisioning {
         }
         if row.state == "failed" {
             let code = row.failure_code.map_or(Code::FailedPrecondition, Code::from);
+            let db = &self.inner.db;
+            let afresh = code == Code::Unavailable
+                && store::claim_of(db, &row.id).await?.is_none()
+                && store::live_esim_of_order(db, &row.order_name).await?.is_none();
+            if afresh {
+                return self.retry_after_outage(row, rid).await;
+            }
+            // Retrying cannot help: a refusal, a SIM quarantined for an operator, or the order
+            // provisioned since under another request id. A caller that retries on UNAVAILABLE
+            // (ordering's saga) hears that now, instead of UNAVAILABLE for ever.
+            let code = if code == Code::Unavailable {
+                Code::FailedPrecondition
+            } else {
+                code
+            };
             return Err(failure(
                 code,
                 format!("{}: {}", ids::esim_name(&row.id), row.state_reason),
@@ -150,6 +170,36 @@ impl Provisioning {
         let row = store::esim(&self.inner.db, &row.id)
             .await?
             .ok_or_else(|| ProvisioningError::NotFound(ids::esim_name(&row.id)))?;
+        self.run(row, rid).await
+    }
+
+    /// A retry of a provision that failed only because SFT was unavailable and holds no SIM
+    /// (`fetchSIM` failed, or the activation failed with the SIM still Pre-Active and released):
+    /// nothing of it is left upstream, so the retry is a fresh attempt under the same eSIM, and
+    /// an outage that has passed does not fail the order for good.
+    async fn retry_after_outage(&self, failed: esim::Model, rid: &str) -> Result<esim::Model> {
+        let now = store::now();
+        let row = esim::Model {
+            state: "selected".into(),
+            state_reason: format!(
+                "looking for a Pre-Active, Attached SIM again (the last attempt: {})",
+                failed.state_reason
+            ),
+            failure_code: None,
+            step: "claiming".into(),
+            iccid: None,
+            sft_endpoint_id: None,
+            lease_until: Some(now + self.lease()),
+            update_time: now,
+            ..failed
+        };
+        if !store::save_esim_if_state(&self.inner.db, &row, "failed").await? {
+            return Err(ProvisioningError::Aborted(format!(
+                "{} is being retried by another call; retry later",
+                ids::esim_name(&row.id)
+            )));
+        }
+        tracing::info!(esim = %row.id, "retrying a provision that found SFT unavailable");
         self.run(row, rid).await
     }
 

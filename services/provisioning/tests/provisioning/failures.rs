@@ -9,6 +9,7 @@ use crate::common::{Harness, databases, state, time_out_next_lifecycle_change};
 
 const LIFECYCLE: &str = "sft.EndPointLifeCycleChange";
 const SUBSCRIBE: &str = "sft.SubscribeAddon";
+const FETCH: &str = "sft.fetchSIM";
 
 async fn esim_of(h: &Harness, order: &str) -> pb::Esim {
     let listed = h
@@ -89,6 +90,51 @@ async fn a_failed_activation_releases_the_sim_to_the_pool() {
 }
 
 #[tokio::test]
+async fn a_provision_that_found_sft_unavailable_is_tried_afresh_on_retry() {
+    for database in databases().await {
+        // Two SIMs: one for each case.
+        let h = Harness::start(database, 2).await;
+        // fetchSIM fails, then the activation fails with the SIM still Pre-Active: each time
+        // no SIM is held, and the retry with the same request id is a new attempt.
+        for (endpoint, request_id) in [(FETCH, "fetch-outage"), (LIFECYCLE, "activation-outage")] {
+            let outage = &format!("orders/{request_id}");
+            let held_before = h.claims().await;
+            h.sandbox.set_fault(endpoint, Fault::error_500());
+            let status = h.provision(request_id, outage).await.unwrap_err();
+            assert_eq!(status.code(), Code::Unavailable, "{}: {status:?}", h.label);
+            let failed = esim_of(&h, outage).await;
+            assert_eq!(state(&failed), pb::EsimState::Failed);
+            assert_eq!(
+                h.claims().await,
+                held_before,
+                "{} {endpoint}: no SIM held",
+                h.label
+            );
+
+            // Still down: UNAVAILABLE again, still nothing held.
+            let status = h.provision(request_id, outage).await.unwrap_err();
+            assert_eq!(status.code(), Code::Unavailable, "{}: {status:?}", h.label);
+            assert_eq!(
+                h.claims().await,
+                held_before,
+                "{} {endpoint}: no SIM held",
+                h.label
+            );
+
+            h.sandbox.clear_faults();
+            let esim = h.provision(request_id, outage).await.unwrap();
+            assert_eq!(esim.name, failed.name, "the same eSIM, provisioned");
+            assert_eq!(state(&esim), pb::EsimState::Activated, "{esim:?}");
+            // Provisioned: the retry's answer is kept like any other.
+            let replay = h.provision(request_id, outage).await.unwrap();
+            assert_eq!(replay.name, esim.name);
+            assert_eq!(replay.sft_endpoint_id, esim.sft_endpoint_id);
+        }
+        h.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn an_activation_with_unknown_outcome_quarantines_the_sim() {
     for database in databases().await {
         let h = Harness::start_with(database, 2, &[("SFT_LIFECYCLE_TIMEOUT_MS", "300")]).await;
@@ -103,6 +149,13 @@ async fn an_activation_with_unknown_outcome_quarantines_the_sim() {
             claims,
             vec![(failed.sft_endpoint_id.clone(), "quarantined".to_owned())]
         );
+
+        // Retrying cannot help now: the same request id is refused, not UNAVAILABLE again (a
+        // caller retrying on UNAVAILABLE would never stop), and nothing changes.
+        let again = h.provision("r1", "orders/timeout").await.unwrap_err();
+        assert_eq!(again.code(), Code::FailedPrecondition, "{}: {again:?}", h.label);
+        assert!(again.message().contains("quarantined"), "{again:?}");
+        assert_eq!(h.claims().await.len(), 1);
 
         // The quarantined SIM is never claimed again by itself; the other one is used.
         let ok = h.provision("r2", "orders/next").await.unwrap();
