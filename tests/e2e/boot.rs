@@ -162,3 +162,22 @@ async fn gateway_forwards_by_service_name() {
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
     suite.stop().await;
 }
+
+/// A service that fails while starting fails the suite's start with its own error, instead of
+/// going unnoticed until the suite stops (or for good, when no test calls it).
+#[tokio::test]
+async fn a_service_failing_at_start_fails_the_start_with_its_error() {
+    let overrides = vec![(
+        "CATALOG_CONFIG_FILE".to_owned(),
+        "/nonexistent/catalog.json".to_owned(),
+    )];
+    let err = TestSuite::start(|| async { testing::fresh_sqlite() }, overrides)
+        .await
+        .expect_err("the catalog cannot read its config file");
+    let err = err.to_string();
+    assert!(err.contains("stopped while starting"), "{err}");
+    assert!(
+        err.contains("/nonexistent/catalog.json"),
+        "the catalog's own error: {err}"
+    );
+}

@@ -47,6 +47,48 @@ impl Interceptor for Bearer {
     }
 }
 
+/// Waits until every gRPC service of `suite` reports its `liveness` entry SERVING (readiness
+/// may wait for other services, which some tests keep down on purpose).
+async fn all_live(suite: &Suite, within: std::time::Duration) -> Result<(), String> {
+    tokio::select! {
+        live = every_service_live(suite, within) => live,
+        () = suite.any_stopped() => Err("a service stopped while starting".to_owned()),
+    }
+}
+
+async fn every_service_live(suite: &Suite, within: std::time::Duration) -> Result<(), String> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let deadline = tokio::time::Instant::now() + within;
+    for service in suite.services.iter().filter(|service| service.name != "sandbox") {
+        loop {
+            let check = async {
+                let channel = Channel::from_shared(format!("http://{}", service.addr))
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+                let answer = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: esim_runtime::server::LIVENESS.to_owned(),
+                    })
+                    .await
+                    .ok()?;
+                (answer.get_ref().status() == ServingStatus::Serving).then_some(())
+            };
+            match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+                Ok(Some(())) => break,
+                _ if tokio::time::Instant::now() >= deadline => {
+                    return Err(format!("{} is not serving after {within:?}", service.name));
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The service prefixes with a database of their own.
 const DATABASE_PREFIXES: [&str; 5] = ["CATALOG", "ORDERING", "PROVISIONING", "USAGE", "GATEWAY"];
 
@@ -77,8 +119,16 @@ impl TestSuite {
             env: Env::new("SUITE").with_overrides(vars),
             ephemeral_ports: true,
         };
+        let suite = Suite::start(options).await?;
+        // Every service serving before a test calls it; one that failed while starting (it
+        // would only be noticed at `stop`, or never when the test does not call it) fails the
+        // start with its own error.
+        if let Err(not_serving) = all_live(&suite, std::time::Duration::from_secs(60)).await {
+            let stopped = suite.stop().await;
+            return Err(format!("{not_serving}; the suite stopped with {stopped:?}").into());
+        }
         Ok(Self {
-            suite: Suite::start(options).await?,
+            suite,
             api_key,
             _databases: databases,
         })

@@ -67,6 +67,8 @@ pub struct Suite {
     /// The file holding the local API key, when the suite made one (see `dev_api_key`).
     pub api_key_file: Option<PathBuf>,
     shutdown: CancellationToken,
+    /// Cancelled as soon as any service has stopped, on its own or not.
+    stopped: CancellationToken,
     tasks: JoinSet<(&'static str, Result<(), BoxError>)>,
 }
 
@@ -76,6 +78,7 @@ impl Suite {
         let shutdown = CancellationToken::new();
         let mut env = options.env;
         let mut tasks = JoinSet::new();
+        let stopped = CancellationToken::new();
         let mut services = Vec::new();
 
         if wants_sandbox(&env)? {
@@ -160,15 +163,26 @@ impl Suite {
                 name,
                 addr: context.local_addr()?,
             });
-            tasks.spawn(async move { (name, run(context).await) });
+            let stopped = stopped.clone();
+            tasks.spawn(async move {
+                let result = run(context).await;
+                stopped.cancel();
+                (name, result)
+            });
         }
         Ok(Self {
             services,
             internal,
             api_key_file,
             shutdown,
+            stopped,
             tasks,
         })
+    }
+
+    /// Completes once any service has stopped (the sandbox aside): on its own, it failed.
+    pub async fn any_stopped(&self) {
+        self.stopped.cancelled().await;
     }
 
     /// The address of service `name`.
