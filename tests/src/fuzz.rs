@@ -183,50 +183,48 @@ impl Schema {
     /// holding control characters and nothing else set. Random cases reach a given filter with
     /// a NUL only by luck; this reaches every one every run. (Mutating methods are left out:
     /// the drill's random cases make each of them certainly invalid by its `request_id`.)
-    pub fn control_character_cases(&self, method: &Method) -> Vec<Case> {
+    pub fn control_character_cases<'a>(&'a self, method: &Method) -> Vec<Case> {
         if method.mutating {
             return Vec::new();
         }
         const VALUE: &str = "ab\0cd\u{1b}[31m\r\nef";
-        let mut cases = Vec::new();
         let Some(input) = self.message(&method.input_type) else {
-            return cases;
+            return Vec::new();
         };
-        for field in &input.field {
+        let string_fields =
+            |message: &'a DescriptorProto| message.field.iter().filter(|f| f.r#type() == Type::String);
+        let mut poisoned: Vec<(String, Vec<u8>)> = Vec::new();
+        for field in string_fields(input) {
             let mut bytes = Vec::new();
-            let path = match field.r#type() {
-                Type::String => {
-                    put_len(&mut bytes, field.number() as u32, VALUE.as_bytes());
-                    field.name().to_owned()
-                }
-                Type::Message if !field.type_name().starts_with(".google.") => {
-                    let Some(inner) = self.message(field.type_name()) else {
-                        continue;
-                    };
-                    for nested in inner.field.iter().filter(|f| f.r#type() == Type::String) {
-                        let mut message = Vec::new();
-                        put_len(&mut message, nested.number() as u32, VALUE.as_bytes());
-                        let mut bytes = Vec::new();
-                        put_len(&mut bytes, field.number() as u32, &message);
-                        cases.push(Case {
-                            index: cases.len(),
-                            flavor: Flavor::ControlCharacters,
-                            bytes,
-                            note: format!("{}.{}", field.name(), nested.name()),
-                        });
-                    }
-                    continue;
-                }
-                _ => continue,
+            put_len(&mut bytes, field.number() as u32, VALUE.as_bytes());
+            poisoned.push((field.name().to_owned(), bytes));
+        }
+        let messages = input
+            .field
+            .iter()
+            .filter(|f| f.r#type() == Type::Message && !f.type_name().starts_with(".google."));
+        for field in messages {
+            let Some(inner) = self.message(field.type_name()) else {
+                continue;
             };
-            cases.push(Case {
-                index: cases.len(),
+            for nested in string_fields(inner) {
+                let mut message = Vec::new();
+                put_len(&mut message, nested.number() as u32, VALUE.as_bytes());
+                let mut bytes = Vec::new();
+                put_len(&mut bytes, field.number() as u32, &message);
+                poisoned.push((format!("{}.{}", field.name(), nested.name()), bytes));
+            }
+        }
+        poisoned
+            .into_iter()
+            .enumerate()
+            .map(|(index, (note, bytes))| Case {
+                index,
                 flavor: Flavor::ControlCharacters,
                 bytes,
-                note: path,
-            });
-        }
-        cases
+                note,
+            })
+            .collect()
     }
 
     /// The top-level `string request_id` field of message `full_name`.

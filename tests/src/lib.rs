@@ -17,6 +17,9 @@ use tonic::{
     service::Interceptor,
     transport::Channel,
 };
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 /// A running suite and the databases it uses (kept alive until dropped).
 #[derive(Debug)]
@@ -57,36 +60,45 @@ async fn all_live(suite: &Suite, within: std::time::Duration) -> Result<(), Stri
 }
 
 async fn every_service_live(suite: &Suite, within: std::time::Duration) -> Result<(), String> {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
     let deadline = tokio::time::Instant::now() + within;
     for service in suite.services.iter().filter(|service| service.name != "sandbox") {
         loop {
-            let check = async {
-                let channel = Channel::from_shared(format!("http://{}", service.addr))
-                    .ok()?
-                    .connect()
-                    .await
-                    .ok()?;
-                let answer = HealthClient::new(channel)
-                    .check(HealthCheckRequest {
-                        service: esim_runtime::server::LIVENESS.to_owned(),
-                    })
-                    .await
-                    .ok()?;
-                (answer.get_ref().status() == ServingStatus::Serving).then_some(())
-            };
-            match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
-                Ok(Some(())) => break,
-                _ if tokio::time::Instant::now() >= deadline => {
-                    return Err(format!("{} is not serving after {within:?}", service.name));
-                }
-                _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            let status = health_status(service.addr, esim_runtime::server::LIVENESS).await;
+            if matches!(status, Ok(ServingStatus::Serving)) {
+                break;
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{} is not serving after {within:?}: {status:?}",
+                    service.name
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
     Ok(())
+}
+
+/// The health status of `service` (`""`: the whole server) at `addr`, or why there is none
+/// (connecting and answering take at most 2 s).
+pub async fn health_status(addr: SocketAddr, service: &str) -> Result<ServingStatus, String> {
+    let check = async {
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|err| err.to_string())?
+            .connect()
+            .await
+            .map_err(|err| err.to_string())?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .map(|answer| answer.into_inner().status())
+            .map_err(|err| err.to_string())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), check)
+        .await
+        .unwrap_or_else(|_| Err("no health answer within 2 s".to_owned()))
 }
 
 /// The service prefixes with a database of their own.

@@ -16,9 +16,7 @@ use std::{
 
 use esim_runtime::{db::testing::TestDatabase, internal::InternalCredential};
 use tonic::transport::Channel;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::scenarios::Engine;
 
@@ -280,21 +278,9 @@ impl ProcSuite {
     /// Waits until service `name` answers its health check with SERVING, by `deadline`. Fails
     /// at once when the process has exited.
     pub async fn wait_serving(&mut self, name: &str, deadline: Instant) -> Result<(), String> {
-        let url = format!("http://{}", self.addr(name));
+        let addr = self.addr(name);
         loop {
-            let status = match Channel::from_shared(url.clone())
-                .map_err(|err| err.to_string())?
-                .connect_timeout(Duration::from_secs(1))
-                .connect()
-                .await
-            {
-                Ok(channel) => HealthClient::new(channel)
-                    .check(HealthCheckRequest::default())
-                    .await
-                    .map(|r| r.into_inner().status())
-                    .map_err(|err| err.to_string()),
-                Err(err) => Err(err.to_string()),
-            };
+            let status = crate::health_status(addr, "").await;
             if matches!(status, Ok(ServingStatus::Serving)) {
                 return Ok(());
             }

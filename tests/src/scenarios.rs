@@ -25,9 +25,7 @@ use esim_proto::{
 };
 use esim_runtime::db::testing::{self, TestDatabase};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 use crate::{Bearer, TestSuite, load::Samples};
 
@@ -85,10 +83,7 @@ impl Engine {
             .map_err(|err| format!("the suite did not start on {}: {err}", self.label()))?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let status = HealthClient::new(suite.internal_channel("gateway"))
-                .check(HealthCheckRequest::default())
-                .await
-                .map(|r| r.into_inner().status());
+            let status = crate::health_status(suite.addr("gateway"), "").await;
             if matches!(status, Ok(ServingStatus::Serving)) {
                 return Ok(suite);
             }

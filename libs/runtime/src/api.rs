@@ -1,10 +1,10 @@
 //! Conversions and request checks every service's API needs the same way: timestamps, money,
-//! page sizes and page tokens, resource names, request ids. They report a bad field as a
+//! page sizes and page tokens, resource names, request ids, free text. They report a bad field as a
 //! [`FieldViolation`], which each service's error type wraps and maps to INVALID_ARGUMENT.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use esim_domain::{CurrencyCode, Money};
+use esim_domain::{CurrencyCode, Money, TextRule};
 use esim_proto::google::r#type::{Date, Money as PbMoney};
 use esim_proto::r#type::v1::Provider;
 use rust_decimal::Decimal;
@@ -158,6 +158,12 @@ pub fn resource_id<'a>(
         .and_then(|rest| rest.strip_prefix('/'))
         .filter(|id| valid(id))
         .ok_or_else(|| FieldViolation::new(field, format!("must be {collection}/{{id}} with a valid id")))
+}
+
+/// Free text `value` of `field` (a name, a reference, a reason) under `rule`.
+pub fn text(value: &str, field: &str, rule: TextRule) -> Result<(), FieldViolation> {
+    rule.check(value)
+        .map_err(|err| FieldViolation::new(field, err.to_string()))
 }
 
 /// An AIP-155 request id: 1 to 64 characters of `[A-Za-z0-9._~:-]`; empty is a violation only

@@ -125,9 +125,11 @@ struct PlanValues {
 
 fn validate_plan(plan: &pb::SftPlan) -> Result<PlanValues> {
     let name = plan.display_name.trim();
-    esim_domain::TextRule::required(200)
-        .check(name)
-        .map_err(|err| CatalogError::invalid("sft_plan.display_name", err.to_string()))?;
+    esim_runtime::api::text(
+        name,
+        "sft_plan.display_name",
+        esim_domain::TextRule::required(200),
+    )?;
     if plan.unlimited && plan.data_bytes != 0 {
         return Err(CatalogError::invalid(
             "sft_plan.data_bytes",

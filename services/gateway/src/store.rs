@@ -62,9 +62,7 @@ pub fn resource_name(id: &str) -> String {
 
 /// A key's display name: 1-100 characters, not blank, no control characters.
 pub fn display_name(name: &str, field: &str) -> Result<String> {
-    esim_domain::TextRule::required(MAX_DISPLAY_NAME)
-        .check(name)
-        .map_err(|err| GatewayError::invalid(field, err.to_string()))?;
+    esim_runtime::api::text(name, field, esim_domain::TextRule::required(MAX_DISPLAY_NAME))?;
     Ok(name.to_owned())
 }
 

@@ -10,6 +10,7 @@ use esim_proto::catalog::v1 as catalog;
 use esim_proto::ordering::v1 as pb;
 use esim_proto::ordering::v1::ordering_service_server::OrderingService;
 use esim_proto::provisioning::v1 as provisioning;
+use esim_runtime::api::text;
 use esim_upstream::error::ErrorKind;
 use esim_upstream::fms::FmsCredentials;
 use esim_upstream::mp::OrderStatus;
@@ -52,12 +53,6 @@ fn valid_email(email: &str) -> bool {
 
 /// A customer reference: the reseller's own id for the traveller.
 const CUSTOMER_REFERENCE: TextRule = TextRule::required(128);
-
-/// Checks free text `value` of `field` against `rule`.
-fn check_text(field: &str, value: &str, rule: TextRule) -> Result<()> {
-    rule.check(value)
-        .map_err(|err| OrderingError::invalid(field, err.to_string()))
-}
 
 fn money_key(m: Option<&esim_proto::google::r#type::Money>) -> String {
     m.map(|m| format!("{}|{}|{}", m.currency_code, m.units, m.nanos))
@@ -120,7 +115,7 @@ impl OrderingApi {
                 OrderingError::invalid("order.product", "must be a product name, products/{product}")
             })?;
         let customer = input.customer_reference.as_str();
-        check_text("order.customer_reference", customer, CUSTOMER_REFERENCE)?;
+        text(customer, "order.customer_reference", CUSTOMER_REFERENCE)?;
         let email = input.customer_email.trim();
         if !email.is_empty() && !valid_email(email) {
             return Err(OrderingError::invalid(
@@ -282,7 +277,7 @@ impl OrderingApi {
         let size = convert::page_size(req.page_size, 50, 500)?;
         let mut cond = Condition::all();
         if !req.customer_reference.is_empty() {
-            check_text("customer_reference", &req.customer_reference, CUSTOMER_REFERENCE)?;
+            text(&req.customer_reference, "customer_reference", CUSTOMER_REFERENCE)?;
             cond = cond.add(order::Column::CustomerReference.eq(req.customer_reference.as_str()));
         }
         let mut states = Vec::new();
@@ -386,7 +381,7 @@ impl OrderingApi {
             convert::request_id(&req.request_id, "request_id")?;
         }
         let id = convert::order_id(&req.name, "name")?;
-        check_text("reason", &req.reason, TextRule::optional(500))?;
+        text(&req.reason, "reason", TextRule::optional(500))?;
         let reason = if req.reason.is_empty() {
             "cancelled by the caller".to_owned()
         } else {
@@ -447,7 +442,7 @@ impl OrderingApi {
         } else {
             TextRule::optional(128)
         };
-        check_text("payment_reference", &req.payment_reference, payment_reference)?;
+        text(&req.payment_reference, "payment_reference", payment_reference)?;
         let payment_time = req
             .payment_time
             .as_ref()
@@ -760,7 +755,7 @@ impl OrderingApi {
             convert::request_id(&req.request_id, "request_id")?;
         }
         let customer = req.customer_reference.as_str();
-        check_text("customer_reference", customer, CUSTOMER_REFERENCE)?;
+        text(customer, "customer_reference", CUSTOMER_REFERENCE)?;
         let len = req.password.chars().count();
         if !(8..=128).contains(&len) {
             return Err(OrderingError::invalid("password", "must be 8-128 characters"));

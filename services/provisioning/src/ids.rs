@@ -100,19 +100,14 @@ pub fn validate_request_id(request_id: &str, optional: bool) -> Result<()> {
     Ok(())
 }
 
-/// A short free-text field (a reason): at most `max` characters, no control characters.
-pub fn validate_text(field: &str, text: &str, max: usize) -> Result<()> {
-    esim_domain::TextRule::optional(max)
-        .check(text)
-        .map_err(|err| ProvisioningError::invalid(field, err.to_string()))
-}
-
 /// An SFT plan id (SFT's own identifier, passed on as is): 1-64 characters, no control
 /// characters.
 pub fn validate_sft_plan_id(field: &str, plan: &str) -> Result<()> {
-    esim_domain::TextRule::required(64)
-        .check(plan)
-        .map_err(|err| ProvisioningError::invalid(field, err.to_string()))
+    Ok(esim_runtime::api::text(
+        plan,
+        field,
+        esim_domain::TextRule::required(64),
+    )?)
 }
 
 /// A hex SHA-256 over the parts (separated so `a|bc` ≠ `ab|c`).

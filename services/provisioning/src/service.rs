@@ -294,7 +294,7 @@ impl Provisioning {
     ) -> Result<pb::Esim> {
         ids::validate_request_id(request_id, true)?;
         ids::parse_esim_name("name", name)?;
-        ids::validate_text("reason", reason, 500)?;
+        esim_runtime::api::text(reason, "reason", esim_domain::TextRule::optional(500))?;
         let key = format!("{}:{request_id}", change.method());
         let hash = ids::hash(&[change.method(), name, reason]);
         let db = &self.inner.db;

@@ -94,9 +94,7 @@ impl UsageApi {
         }
         for (field, value) in [("sft_endpoint_id", &sft_endpoint), ("fms_order_no", &fms_order)] {
             if let Some(value) = value {
-                esim_domain::TextRule::required(128)
-                    .check(value)
-                    .map_err(|err| UsageError::invalid(field, err.to_string()))?;
+                esim_runtime::api::text(value, field, esim_domain::TextRule::required(128))?;
             }
         }
         if req.plan_data_bytes < 0 {
