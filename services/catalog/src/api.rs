@@ -846,12 +846,14 @@ impl CatalogApi {
                 .map_err(|e| map_unique(e, "the pricing rule changed concurrently; retry".into()))?;
         }
         let repriced = store::reprice(&tx, provider, &store::rule_of(&row)?, now).await?;
-        if repriced > 0 {
-            store::bump_version(&tx).await?;
-        }
+        let version = if repriced > 0 {
+            Some(store::bump_version(&tx).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
-        if repriced > 0 {
-            self.cache.clear();
+        if let Some(version) = version {
+            self.cache.observe(version);
         }
         let answer = convert::pricing_rule(provider, Some(&row))?;
         self.remember(

@@ -1,6 +1,8 @@
 //! The in-process read cache. Entries are answers to read queries; they are dropped whenever
-//! the catalogue version changes: at once after this replica's own writes, and within the
-//! refresh interval after another replica's (the version lives in the database).
+//! the catalogue version moves on: at once after this replica's own writes, and within the
+//! refresh interval after another replica's (the version lives in the database). Versions only
+//! grow, so a stale read of the version (one taken before a local write committed) never
+//! drops entries a second time.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -59,16 +61,17 @@ impl Cache {
         entries.insert(key, value);
     }
 
-    /// Drops everything (after a local write).
-    pub fn clear(&self) {
+    /// Drops everything.
+    fn clear(&self) {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::SeqCst);
         entries.clear();
     }
 
-    /// Records the version read from the database; clears when it moved.
+    /// Records a catalogue version, read from the database or just written; clears when it
+    /// is newer than any seen before.
     pub fn observe(&self, version: i64) {
-        if self.version.swap(version, Ordering::SeqCst) != version {
+        if self.version.fetch_max(version, Ordering::SeqCst) < version {
             self.clear();
         }
     }
@@ -100,6 +103,17 @@ mod tests {
         cache.observe(0);
         assert!(cache.get("k").is_some(), "same version keeps entries");
         cache.observe(1);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_stale_version_read_keeps_entries() {
+        let cache = Cache::default();
+        cache.observe(2); // this replica's write
+        cache.put("k".into(), cache.generation(), Cached::Product(None));
+        cache.observe(1); // a refresh that read the version before the write committed
+        assert!(cache.get("k").is_some());
+        cache.observe(3); // another replica's write
         assert!(cache.is_empty());
     }
 }

@@ -49,14 +49,15 @@ pub fn nanos(d: Decimal) -> i64 {
         .unwrap_or(if d.is_sign_negative() { i64::MIN } else { i64::MAX })
 }
 
-/// Bumps the catalogue version (every replica's cache drops what it holds).
-pub async fn bump_version<C: ConnectionTrait>(db: &C) -> Result<()> {
+/// Bumps the catalogue version (every replica's cache drops what it holds) and returns the
+/// new one. Inside the writing transaction the row is locked, so the read sees this bump.
+pub async fn bump_version<C: ConnectionTrait>(db: &C) -> Result<i64> {
     meta::Entity::update_many()
         .col_expr(meta::Column::Version, Expr::col(meta::Column::Version).add(1))
         .filter(meta::Column::Name.eq(VERSION_ROW))
         .exec(db)
         .await?;
-    Ok(())
+    version(db).await
 }
 
 /// The catalogue version.

@@ -453,12 +453,14 @@ impl Syncer {
             .exec(&tx)
             .await?;
         let changed = result.added + result.updated + result.unavailable > 0;
-        if changed {
-            store::bump_version(&tx).await?;
-        }
+        let version = if changed {
+            Some(store::bump_version(&tx).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
-        if changed {
-            self.cache.clear();
+        if let Some(version) = version {
+            self.cache.observe(version);
         }
 
         if !no_fixed.is_empty() {
