@@ -1,10 +1,11 @@
 //! The cost of one HTTP/2 hop, apart from anything the suite's services do (`esim-bench hop`):
 //! a minimal gRPC echo called directly, through a bare tonic frame pass-through (a tonic server
-//! whose one service hands each request to a tonic `Channel`, nothing else), and through the
-//! gateway's own forwarding stack (the runtime's `GrpcServer` with its call-context layer,
-//! `Forward` and `PeerChannel`). The pass-through is the floor any gateway built on tonic and
-//! hyper starts from; the difference to the gateway's stack is what the gateway's own code
-//! costs.
+//! whose one service hands each request to a tonic `Channel`, nothing else), through a bare
+//! hyper pass-through (hyper's HTTP/2 server and client connections, no tonic at all), and
+//! through the gateway's own forwarding stack (the runtime's `GrpcServer` with its call-context
+//! layer, `Forward` and `PeerChannel`). The pass-throughs are the floor any gateway built on
+//! hyper's HTTP/2 starts from; the difference to the gateway's stack is what the gateway's own
+//! code costs.
 
 use std::{
     convert::Infallible,
@@ -113,13 +114,55 @@ impl Service<Request<Body>> for PassThrough {
     }
 }
 
-/// Where the three paths to the echo listen.
+/// Hands every call to one hyper HTTP/2 client connection unchanged: no tonic on either side,
+/// no boxing, the request body relayed as hyper received it. Measured to show whether a
+/// lower-level stack than tonic would make the hop cheaper.
+async fn serve_hyper_pass_through(listener: TcpListener, upstream: SocketAddr) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let stream = tokio::net::TcpStream::connect(upstream).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(connection);
+    let authority: http::uri::Authority = upstream.to_string().parse().map_err(std::io::Error::other)?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        let sender = sender.clone();
+        let authority = authority.clone();
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let mut sender = sender.clone();
+            let authority = authority.clone();
+            async move {
+                let (mut parts, body) = request.into_parts();
+                let mut uri = parts.uri.into_parts();
+                uri.scheme = Some(http::uri::Scheme::HTTP);
+                uri.authority = Some(authority);
+                parts.uri = http::Uri::from_parts(uri).map_err(std::io::Error::other)?;
+                sender
+                    .send_request(Request::from_parts(parts, body))
+                    .await
+                    .map_err(std::io::Error::other)
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service),
+        );
+    }
+}
+
+/// Where the paths to the echo listen.
 #[derive(Debug, Clone, Copy)]
 pub struct Hops {
     /// The echo itself.
     pub echo: SocketAddr,
     /// The echo behind a bare tonic pass-through.
     pub pass_through: SocketAddr,
+    /// The echo behind a bare hyper pass-through.
+    pub hyper_pass_through: SocketAddr,
     /// The echo behind the gateway's forwarding stack.
     pub gateway_stack: SocketAddr,
 }
@@ -134,7 +177,7 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// Starts the echo and both forwarders on the current runtime; they run until it stops.
+/// Starts the echo and the forwarders on the current runtime; they run until it stops.
 pub async fn start() -> std::io::Result<Hops> {
     let (echo_listener, echo) = listener().await?;
     tokio::spawn(
@@ -155,6 +198,9 @@ pub async fn start() -> std::io::Result<Hops> {
             .serve_with_incoming(incoming(pass_listener)),
     );
 
+    let (hyper_listener, hyper_pass_through) = listener().await?;
+    tokio::spawn(serve_hyper_pass_through(hyper_listener, echo));
+
     let peer = PeerChannel::connect_lazy("ECHO_URL", &url, None, 1).map_err(std::io::Error::other)?;
     let (stack_listener, gateway_stack) = listener().await?;
     let server = GrpcServer::new().add_service(Forward::<EchoBackend>::new(peer));
@@ -162,6 +208,7 @@ pub async fn start() -> std::io::Result<Hops> {
     Ok(Hops {
         echo,
         pass_through,
+        hyper_pass_through,
         gateway_stack,
     })
 }

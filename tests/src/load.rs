@@ -2,8 +2,9 @@
 //! fixed time; latencies go into an HDR histogram. Used by the benchmarks, which always report a
 //! figure beside the ceiling measured on the same machine in the same run, and by the drills.
 //!
-//! A run is either one kind of call ([`run`]) or a weighted [`Mix`] of kinds ([`run_mix`]),
-//! each kind with its own histogram and the run's total beside them. [`Samples`] times a step
+//! A run is either one kind of call ([`run`]), a weighted [`Mix`] of kinds ([`run_mix`]),
+//! each kind with its own histogram and the run's total beside them, or several targets
+//! measured in turns so that their ratios come from the same stretch of time ([`Interleaved`]). [`Samples`] times a step
 //! inside a call (e.g. `CreateOrder` within a whole purchase).
 
 use std::{
@@ -149,14 +150,8 @@ pub struct MixReport {
 /// One caller's tallies: per kind, (histogram, ok, errors, first error).
 type Tally = Vec<(Histogram<u64>, u64, u64, Option<String>)>;
 
-/// Runs `mix` from `concurrency` callers for `warmup` (not measured) then `duration`.
-pub async fn run_mix(
-    label: &str,
-    concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
-    mix: Mix,
-) -> MixReport {
+/// Drives `mix` from `concurrency` callers for `warmup` (not measured) then `duration`.
+async fn drive(concurrency: usize, warmup: Duration, duration: Duration, mix: &Mix) -> Tally {
     assert!(!mix.kinds.is_empty(), "a mix needs at least one kind of call");
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -197,15 +192,31 @@ pub async fn run_mix(
     }
     let mut merged: Tally = mix.kinds.iter().map(|_| (histogram(), 0, 0, None)).collect();
     while let Some(joined) = callers.join_next().await {
-        for (into, from) in merged.iter_mut().zip(joined.expect("caller task")) {
-            into.0.add(&from.0).expect("same bounds");
-            into.1 += from.1;
-            into.2 += from.2;
-            if into.3.is_none() {
-                into.3 = from.3;
-            }
+        merge(&mut merged, joined.expect("caller task"));
+    }
+    merged
+}
+
+fn merge(into: &mut Tally, from: Tally) {
+    for (into, from) in into.iter_mut().zip(from) {
+        into.0.add(&from.0).expect("same bounds");
+        into.1 += from.1;
+        into.2 += from.2;
+        if into.3.is_none() {
+            into.3 = from.3;
         }
     }
+}
+
+/// Runs `mix` from `concurrency` callers for `warmup` (not measured) then `duration`.
+pub async fn run_mix(
+    label: &str,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    mix: Mix,
+) -> MixReport {
+    let merged = drive(concurrency, warmup, duration, &mix).await;
     let secs = duration.as_secs_f64();
     let mut all = histogram();
     let (mut ok, mut errors, mut first_error) = (0, 0, None);
@@ -257,6 +268,74 @@ where
     )
     .await
     .total
+}
+
+/// Several targets measured in turns: after one warm-up each, every round gives each target a
+/// `slice` of load (its first tenth not measured), until each has had `duration`. A machine
+/// whose speed drifts (other tenants, frequency scaling) then slows every target alike, so
+/// the ratios between them hold even when the absolute figures move between runs.
+#[derive(Clone, Default)]
+pub struct Interleaved {
+    targets: Vec<Mix>,
+}
+
+impl std::fmt::Debug for Interleaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.targets).finish()
+    }
+}
+
+impl Interleaved {
+    /// No targets yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a target.
+    pub fn with<F, Fut, T, E>(mut self, label: &str, call: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        E: Display,
+    {
+        self.targets.push(Mix::new().with(label, 1, call));
+        self
+    }
+
+    /// Runs the rounds; one report per target, in the order they were added.
+    pub async fn run(
+        &self,
+        concurrency: usize,
+        warmup: Duration,
+        duration: Duration,
+        slice: Duration,
+    ) -> Vec<LoadReport> {
+        let settle = slice / 10;
+        let measured = slice - settle;
+        let rounds = duration.as_secs_f64() / measured.as_secs_f64();
+        let rounds = (rounds.ceil() as u32).max(1);
+        let mut tallies = Vec::new();
+        for target in &self.targets {
+            tallies.push(drive(concurrency, warmup, Duration::ZERO, target).await);
+        }
+        for _ in 0..rounds {
+            for (target, tally) in self.targets.iter().zip(&mut tallies) {
+                merge(tally, drive(concurrency, settle, measured, target).await);
+            }
+        }
+        let secs = (measured * rounds).as_secs_f64();
+        self.targets
+            .iter()
+            .zip(tallies)
+            .map(|(target, mut tally)| {
+                let (histogram, ok, errors, first_error) = tally.remove(0);
+                LoadReport {
+                    first_error,
+                    ..LoadReport::from_histogram(&target.kinds[0].0, &histogram, ok, errors, secs)
+                }
+            })
+            .collect()
+    }
 }
 
 /// Latencies of one step inside a call (e.g. `CreateOrder` within a purchase), recorded from

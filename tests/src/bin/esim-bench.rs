@@ -45,6 +45,8 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 const SCENARIOS: &str =
     "catalog, hop, orders, mixed, soak [--processes], drill-postgres, drill-kill [--seed N]";
 const WARMUP: Duration = Duration::from_secs(2);
+/// One turn of an interleaved measurement.
+const SLICE: Duration = Duration::from_secs(1);
 
 struct Args {
     scenario: String,
@@ -172,8 +174,9 @@ fn show_mix(report: &MixReport, ceiling: &LoadReport) {
     }
 }
 
-/// The ceiling: the echo server, nothing else on the path, at the scenario's concurrency.
-async fn ceiling(concurrency: usize, duration: Duration, servers: &Handle) -> LoadReport {
+/// The echo of the ceiling: a bare tonic server on the server runtime with nothing but
+/// `grpc.health.v1.Health`; a client to it.
+async fn echo(servers: &Handle) -> HealthClient<Channel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let std_listener = listener.into_std().expect("std listener");
@@ -188,18 +191,20 @@ async fn ceiling(concurrency: usize, duration: Duration, servers: &Handle) -> Lo
             .await
             .expect("bare server");
     });
-    let client = HealthClient::new(channel(addr).await);
-    let report = load::run(
-        "ceiling: echo (bare tonic Health/Check)",
-        concurrency,
-        WARMUP,
-        duration,
-        move || {
-            let mut client = client.clone();
-            async move { client.check(HealthCheckRequest::default()).await }
-        },
-    )
-    .await;
+    HealthClient::new(channel(addr).await)
+}
+
+const CEILING: &str = "ceiling: echo (bare tonic Health/Check)";
+
+fn call_echo(client: &HealthClient<Channel>) -> impl Future<Output = Result<(), tonic::Status>> + use<> {
+    let mut client = client.clone();
+    async move { client.check(HealthCheckRequest::default()).await.map(drop) }
+}
+
+/// The ceiling: the echo server, nothing else on the path, at the scenario's concurrency.
+async fn ceiling(concurrency: usize, duration: Duration, servers: &Handle) -> LoadReport {
+    let client = echo(servers).await;
+    let report = load::run(CEILING, concurrency, WARMUP, duration, move || call_echo(&client)).await;
     println!("{report}");
     report
 }
@@ -232,7 +237,11 @@ fn failed_calls(reports: &[&LoadReport]) -> Result<(), String> {
 async fn catalog(args: &Args, servers: Handle) -> Result<(), String> {
     let (concurrency, duration) = (args.concurrency(50), args.duration(10));
     header(args, "catalog read", concurrency, duration);
-    let ceiling = ceiling(concurrency, duration, &servers).await;
+    println!(
+        "measured in turns of {} s, so the ratios come from the same stretch of time",
+        SLICE.as_secs_f64()
+    );
+    let echo = echo(&servers).await;
     let suite = start_suite(args, &servers, scenarios::bench_overrides()).await?;
     let shop = Shop::open(&suite).await?;
     let direct = CatalogServiceClient::new(suite.internal_channel("catalog"));
@@ -242,77 +251,76 @@ async fn catalog(args: &Args, servers: Handle) -> Result<(), String> {
         ..Default::default()
     };
     // The same request both ways; `Shop::list_products` is the gateway side.
-    let direct_report = load::run(
-        "ListProducts(JP) direct to catalog",
-        concurrency,
-        WARMUP,
-        duration,
-        move || {
+    let reports = load::Interleaved::new()
+        .with(CEILING, move || call_echo(&echo))
+        .with("ListProducts(JP) direct to catalog", move || {
             let mut client = direct.clone();
             let request = request.clone();
             async move { client.list_products(request).await }
-        },
-    )
-    .await;
-    show(&direct_report, &ceiling);
-    let gateway_report = load::run(
-        "ListProducts(JP) through the gateway (API key, rate limit)",
-        concurrency,
-        WARMUP,
-        duration,
-        move || {
-            let shop = shop.clone();
-            async move { shop.list_products().await }
-        },
-    )
-    .await;
-    show(&gateway_report, &ceiling);
+        })
+        .with(
+            "ListProducts(JP) through the gateway (API key, rate limit)",
+            move || {
+                let shop = shop.clone();
+                async move { shop.list_products().await }
+            },
+        )
+        .run(concurrency, WARMUP, duration, SLICE)
+        .await;
+    let [ceiling, direct_report, gateway_report] = &reports[..] else {
+        unreachable!("three targets")
+    };
+    println!("{ceiling}");
+    show(direct_report, ceiling);
+    show(gateway_report, ceiling);
     println!();
     println!(
         "gateway / ceiling: {:>5.1} %  (issue 4 target: >= 40 %, p99 < 5 ms)",
-        gateway_report.percent_of(&ceiling)
+        gateway_report.percent_of(ceiling)
     );
     println!(
         "gateway / direct:  {:>5.1} %  (issue 8 target: >= 65 %)",
-        gateway_report.percent_of(&direct_report)
+        gateway_report.percent_of(direct_report)
     );
     println!(
         "gateway p99 - direct p99: {:.2} ms  (issue 8 target: < 1 ms)",
         (gateway_report.p99_us as f64 - direct_report.p99_us as f64) / 1000.0
     );
     stop_suite(suite, &servers).await;
-    failed_calls(&[&ceiling, &direct_report, &gateway_report])
+    failed_calls(&reports.iter().collect::<Vec<_>>())
 }
 
 async fn hop(args: &Args, servers: Handle) -> Result<(), String> {
     let (concurrency, duration) = (args.concurrency(50), args.duration(10));
     header(args, "one forwarding hop", concurrency, duration);
+    println!(
+        "measured in turns of {} s, so the ratios come from the same stretch of time",
+        SLICE.as_secs_f64()
+    );
     let hops = servers
         .spawn(esim_e2e::hop::start())
         .await
         .map_err(|err| err.to_string())?
         .map_err(|err| format!("the echo and its forwarders did not start: {err}"))?;
-    let mut reports = Vec::new();
+    let mut targets = load::Interleaved::new();
     for (label, addr) in [
         ("echo direct", hops.echo),
         ("echo through a bare tonic pass-through", hops.pass_through),
+        ("echo through a bare hyper pass-through", hops.hyper_pass_through),
         ("echo through the gateway's forwarding stack", hops.gateway_stack),
     ] {
         let channel = channel(addr).await;
-        let report = load::run(label, concurrency, WARMUP, duration, move || {
-            esim_e2e::hop::call(channel.clone())
-        })
-        .await;
-        match reports.first() {
-            Some(echo) => show(&report, echo),
-            None => println!("{report}"),
-        }
-        reports.push(report);
+        targets = targets.with(label, move || esim_e2e::hop::call(channel.clone()));
+    }
+    let reports = targets.run(concurrency, WARMUP, duration, SLICE).await;
+    println!("{}", reports[0]);
+    for report in &reports[1..] {
+        show(report, &reports[0]);
     }
     println!();
     println!(
-        "gateway stack / bare pass-through: {:>5.1} %  (what the gateway's own code keeps of the hop)",
-        reports[2].percent_of(&reports[1])
+        "gateway stack / bare tonic pass-through: {:>5.1} %  (what the gateway's own code keeps of the hop)",
+        reports[3].percent_of(&reports[1])
     );
     failed_calls(&reports.iter().collect::<Vec<_>>())
 }
