@@ -44,9 +44,31 @@ impl Backend for EchoBackend {
 }
 
 /// Answers every call with a `HealthCheckResponse { status: SERVING }` once it has read the
-/// request: the least a gRPC server can do.
+/// request: the least a gRPC server can do. The response may carry `padding` bytes more in a
+/// field the client does not know (and skips), to weigh a hop by the size of what it relays.
 #[derive(Debug, Clone)]
-struct Echo;
+struct Echo {
+    response: Bytes,
+}
+
+impl Echo {
+    fn new(padding: usize) -> Self {
+        // Field 1 (status) = 1 (SERVING), then field 15 as bytes when padded.
+        let mut message = vec![8, 1];
+        if padding > 0 {
+            message.push(15 << 3 | 2);
+            prost::encoding::encode_varint(padding as u64, &mut message);
+            message.resize(message.len() + padding, b'x');
+        }
+        let length = u32::try_from(message.len()).expect("a small message");
+        let mut framed = vec![0];
+        framed.extend(length.to_be_bytes());
+        framed.extend(message);
+        Self {
+            response: framed.into(),
+        }
+    }
+}
 
 impl NamedService for Echo {
     const NAME: &'static str = ECHO;
@@ -62,6 +84,7 @@ impl Service<Request<Body>> for Echo {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let response = self.response.clone();
         Box::pin(async move {
             // Reading the request to its end, as a real handler does, keeps the stream clean.
             if let Err(status) = request.into_body().collect().await {
@@ -69,9 +92,8 @@ impl Service<Request<Body>> for Echo {
             }
             let mut trailers = HeaderMap::new();
             trailers.insert("grpc-status", HeaderValue::from_static("0"));
-            // One length-prefixed message: field 1 (status) = 1 (SERVING).
             let frames = futures::stream::iter([
-                Ok::<_, Infallible>(Frame::data(Bytes::from_static(&[0, 0, 0, 0, 2, 8, 1]))),
+                Ok::<_, Infallible>(Frame::data(response)),
                 Ok(Frame::trailers(trailers)),
             ]);
             let mut response = Response::new(Body::new(http_body_util::StreamBody::new(frames)));
@@ -177,12 +199,13 @@ fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// Starts the echo and the forwarders on the current runtime; they run until it stops.
-pub async fn start() -> std::io::Result<Hops> {
+/// Starts the echo (answering `padding` extra bytes) and the forwarders on the current
+/// runtime; they run until it stops.
+pub async fn start(padding: usize) -> std::io::Result<Hops> {
     let (echo_listener, echo) = listener().await?;
     tokio::spawn(
         Server::builder()
-            .add_service(Echo)
+            .add_service(Echo::new(padding))
             .serve_with_incoming(incoming(echo_listener)),
     );
     let url = format!("http://{echo}");

@@ -42,8 +42,7 @@ use tokio::runtime::Handle;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-const SCENARIOS: &str =
-    "catalog, hop, orders, mixed, soak [--processes], drill-postgres, drill-kill [--seed N]";
+const SCENARIOS: &str = "catalog, hop [--response-bytes N], orders, mixed, soak [--processes], drill-postgres, drill-kill [--seed N]";
 const WARMUP: Duration = Duration::from_secs(2);
 /// One turn of an interleaved measurement.
 const SLICE: Duration = Duration::from_secs(1);
@@ -55,6 +54,7 @@ struct Args {
     engine: Engine,
     seed: Option<u64>,
     processes: bool,
+    response_bytes: usize,
 }
 
 impl Args {
@@ -75,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
         engine: Engine::Sqlite,
         seed: None,
         processes: false,
+        response_bytes: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -87,6 +88,9 @@ fn parse_args() -> Result<Args, String> {
             "--database" => args.engine = Engine::from_name(&value("--database")?)?,
             "--seed" => args.seed = Some(value("--seed")?.parse().map_err(|e| format!("{e}"))?),
             "--processes" => args.processes = true,
+            "--response-bytes" => {
+                args.response_bytes = value("--response-bytes")?.parse().map_err(|e| format!("{e}"))?
+            }
             "catalog" | "hop" | "orders" | "mixed" | "soak" | "drill-postgres" | "drill-kill"
                 if args.scenario.is_empty() =>
             {
@@ -294,11 +298,15 @@ async fn hop(args: &Args, servers: Handle) -> Result<(), String> {
     let (concurrency, duration) = (args.concurrency(50), args.duration(10));
     header(args, "one forwarding hop", concurrency, duration);
     println!(
+        "the echo answers {} bytes of payload beyond its status",
+        args.response_bytes
+    );
+    println!(
         "measured in turns of {} s, so the ratios come from the same stretch of time",
         SLICE.as_secs_f64()
     );
     let hops = servers
-        .spawn(esim_e2e::hop::start())
+        .spawn(esim_e2e::hop::start(args.response_bytes))
         .await
         .map_err(|err| err.to_string())?
         .map_err(|err| format!("the echo and its forwarders did not start: {err}"))?;
