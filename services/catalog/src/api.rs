@@ -853,7 +853,7 @@ impl CatalogApi {
         };
         tx.commit().await?;
         if let Some(version) = version {
-            self.cache.observe(version);
+            self.cache.written(version);
         }
         let answer = convert::pricing_rule(provider, Some(&row))?;
         self.remember(

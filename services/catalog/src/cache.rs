@@ -1,8 +1,9 @@
 //! The in-process read cache. Entries are answers to read queries; they are dropped whenever
-//! the catalogue version moves on: at once after this replica's own writes, and within the
-//! refresh interval after another replica's (the version lives in the database). Versions only
-//! grow, so a stale read of the version (one taken before a local write committed) never
-//! drops entries a second time.
+//! the catalogue version changes: at once after this replica's own writes (which record the
+//! version they wrote), and within the refresh interval after another replica's (the version
+//! lives in the database). A refresh whose read raced a local write is discarded, so neither
+//! drops the entries twice. Any change counts, a lower version too (a database restored from a
+//! backup).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -61,18 +62,29 @@ impl Cache {
         entries.insert(key, value);
     }
 
-    /// Drops everything.
-    fn clear(&self) {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+    /// Drops everything and records `version` (under the entries' lock, so a concurrent
+    /// [`Cache::refreshed`] sees either all of it or none).
+    fn reset(&self, entries: &mut HashMap<String, Cached>, version: i64) {
+        self.version.store(version, Ordering::SeqCst);
         self.generation.fetch_add(1, Ordering::SeqCst);
         entries.clear();
     }
 
-    /// Records a catalogue version, read from the database or just written; clears when it
-    /// is newer than any seen before.
-    pub fn observe(&self, version: i64) {
-        if self.version.fetch_max(version, Ordering::SeqCst) < version {
-            self.clear();
+    /// After a local write that stored catalogue `version`: drops everything.
+    pub fn written(&self, version: i64) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.reset(&mut entries, version);
+    }
+
+    /// A version read from the database by a refresh that began in `generation`: drops
+    /// everything when it differs from the one recorded, unless a local write came in between
+    /// (the read may predate it; the next refresh reads again).
+    pub fn refreshed(&self, version: i64, generation: u64) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::SeqCst) == generation
+            && self.version.load(Ordering::SeqCst) != version
+        {
+            self.reset(&mut entries, version);
         }
     }
 
@@ -95,25 +107,38 @@ mod tests {
     fn a_clear_between_compute_and_put_wins() {
         let cache = Cache::default();
         let generation = cache.generation();
-        cache.clear();
+        cache.written(1);
         cache.put("k".into(), generation, Cached::Product(None));
         assert!(cache.get("k").is_none());
         cache.put("k".into(), cache.generation(), Cached::Product(None));
         assert!(cache.get("k").is_some());
-        cache.observe(0);
+        cache.refreshed(1, cache.generation());
         assert!(cache.get("k").is_some(), "same version keeps entries");
-        cache.observe(1);
+        cache.refreshed(2, cache.generation());
         assert!(cache.is_empty());
     }
 
     #[test]
-    fn a_stale_version_read_keeps_entries() {
+    fn a_refresh_that_raced_a_local_write_is_discarded() {
         let cache = Cache::default();
-        cache.observe(2); // this replica's write
+        let refresh_began = cache.generation();
+        cache.written(2); // this replica's write commits while the refresh reads
         cache.put("k".into(), cache.generation(), Cached::Product(None));
-        cache.observe(1); // a refresh that read the version before the write committed
+        cache.refreshed(1, refresh_began); // the refresh read the version before the commit
         assert!(cache.get("k").is_some());
-        cache.observe(3); // another replica's write
+        cache.refreshed(2, cache.generation());
+        assert!(cache.get("k").is_some(), "the version this replica wrote");
+    }
+
+    #[test]
+    fn any_other_version_drops_the_entries() {
+        let cache = Cache::default();
+        cache.written(5);
+        cache.put("k".into(), cache.generation(), Cached::Product(None));
+        cache.refreshed(3, cache.generation()); // a database restored from a backup
+        assert!(cache.is_empty());
+        cache.put("k".into(), cache.generation(), Cached::Product(None));
+        cache.refreshed(6, cache.generation()); // another replica's write
         assert!(cache.is_empty());
     }
 }

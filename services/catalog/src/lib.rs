@@ -212,8 +212,9 @@ impl Catalog {
                     _ = ticker.tick() => {}
                     () = shutdown.cancelled() => return,
                 }
+                let generation = cache.generation();
                 match store::version(&db).await {
-                    Ok(version) => cache.observe(version),
+                    Ok(version) => cache.refreshed(version, generation),
                     Err(err) => tracing::warn!(error = %err, "cannot read the catalogue version"),
                 }
             }

@@ -460,7 +460,7 @@ impl Syncer {
         };
         tx.commit().await?;
         if let Some(version) = version {
-            self.cache.observe(version);
+            self.cache.written(version);
         }
 
         if !no_fixed.is_empty() {
