@@ -166,6 +166,18 @@ impl ServiceContext {
     }
 }
 
+/// The whole `main` of an operator tool (`esim-keys`, `esim-sims`): runs `run` and turns its
+/// error into a line on stderr, prefixed with the tool's `name`, and a failure exit code.
+pub async fn tool_main(name: &str, run: impl Future<Output = Result<(), BoxError>>) -> ExitCode {
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{name}: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// The whole `main` of a service binary: logging, settings from the environment, bind, run
 /// until SIGINT/SIGTERM. Returns a failure exit code (after logging why) if anything fails.
 pub async fn main<F, Fut>(spec: ServiceSpec, run: F) -> ExitCode

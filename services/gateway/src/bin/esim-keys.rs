@@ -4,11 +4,9 @@ use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    match esim_gateway::cli::run(esim_gateway::cli::Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("esim-keys: {err}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    esim_runtime::service::tool_main(
+        "esim-keys",
+        esim_gateway::cli::run(esim_gateway::cli::Cli::parse()),
+    )
+    .await
 }

@@ -4,11 +4,9 @@ use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
-    match esim_provisioning::cli::run(esim_provisioning::cli::Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("esim-sims: {err}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    esim_runtime::service::tool_main(
+        "esim-sims",
+        esim_provisioning::cli::run(esim_provisioning::cli::Cli::parse()),
+    )
+    .await
 }

@@ -4,9 +4,8 @@
 use clap::Parser;
 use esim_proto::provisioning::v1 as pb;
 use esim_provisioning::cli::{Cli, execute};
-use tonic::Code;
 
-use crate::common::{Harness, databases, state, time_out_next_lifecycle_change};
+use crate::common::{Harness, databases, state, with_an_activation_timed_out};
 
 async fn run(h: &Harness, args: &[&str]) -> Result<String, String> {
     let cli = Cli::try_parse_from(std::iter::once("esim-sims").chain(args.iter().copied()))
@@ -19,10 +18,7 @@ async fn run(h: &Harness, args: &[&str]) -> Result<String, String> {
 #[tokio::test]
 async fn a_quarantined_sim_is_listed_and_released_for_the_next_order() {
     for database in databases().await {
-        let h = Harness::start_with(database, 2, &[("SFT_LIFECYCLE_TIMEOUT_MS", "300")]).await;
-        time_out_next_lifecycle_change(&h);
-        let status = h.provision("r1", "orders/timeout").await.unwrap_err();
-        assert_eq!(status.code(), Code::Unavailable, "{}: {status:?}", h.label);
+        let h = with_an_activation_timed_out(database).await;
         let ok = h.provision("r2", "orders/next").await.unwrap();
         let quarantined = h
             .claims()

@@ -220,9 +220,11 @@ pub fn state(esim: &pb::Esim) -> pb::EsimState {
     pb::EsimState::try_from(esim.state).unwrap()
 }
 
-/// SFT's next endpoint lifecycle change answers after 1.5 s, past the 300 ms a harness started
-/// with `SFT_LIFECYCLE_TIMEOUT_MS=300` waits: the activation's outcome is unknown.
-pub fn time_out_next_lifecycle_change(h: &Harness) {
+/// A harness (SFT pool of 2) whose first provision, `r1` for `orders/timeout`, failed
+/// UNAVAILABLE because SFT's lifecycle change answered after 1.5 s, past the 300 ms the
+/// harness waits: the activation's outcome is unknown, so its SIM is quarantined.
+pub async fn with_an_activation_timed_out(database: TestDatabase) -> Harness {
+    let h = Harness::start_with(database, 2, &[("SFT_LIFECYCLE_TIMEOUT_MS", "300")]).await;
     h.sandbox.set_fault(
         "sft.EndPointLifeCycleChange",
         esim_sandbox::Fault {
@@ -232,4 +234,7 @@ pub fn time_out_next_lifecycle_change(h: &Harness) {
             ..esim_sandbox::Fault::default()
         },
     );
+    let status = h.provision("r1", "orders/timeout").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{}: {status:?}", h.label);
+    h
 }

@@ -5,7 +5,7 @@ use esim_proto::provisioning::v1 as pb;
 use esim_sandbox::Fault;
 use tonic::Code;
 
-use crate::common::{Harness, databases, state, time_out_next_lifecycle_change};
+use crate::common::{Harness, databases, state, with_an_activation_timed_out};
 
 const LIFECYCLE: &str = "sft.EndPointLifeCycleChange";
 const SUBSCRIBE: &str = "sft.SubscribeAddon";
@@ -137,10 +137,7 @@ async fn a_provision_that_found_sft_unavailable_is_tried_afresh_on_retry() {
 #[tokio::test]
 async fn an_activation_with_unknown_outcome_quarantines_the_sim() {
     for database in databases().await {
-        let h = Harness::start_with(database, 2, &[("SFT_LIFECYCLE_TIMEOUT_MS", "300")]).await;
-        time_out_next_lifecycle_change(&h);
-        let status = h.provision("r1", "orders/timeout").await.unwrap_err();
-        assert_eq!(status.code(), Code::Unavailable, "{}: {status:?}", h.label);
+        let h = with_an_activation_timed_out(database).await;
         let failed = esim_of(&h, "orders/timeout").await;
         assert_eq!(state(&failed), pb::EsimState::Failed);
         assert!(failed.state_reason.contains("quarantined"), "{failed:?}");
