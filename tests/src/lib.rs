@@ -5,6 +5,7 @@ pub mod drills;
 pub mod fuzz;
 pub mod hop;
 pub mod load;
+pub mod opaque;
 pub mod procs;
 pub mod scenarios;
 
