@@ -3,6 +3,10 @@
 //! top-ups. Reads use `.all()` and inserts `exec_without_returning` (no `.one()` on hot paths:
 //! see DESIGN.md on SQLite WAL snapshot pinning).
 //!
+//! On PostgreSQL a new order with its key and event, and an order's change with its event, are
+//! each one statement (a data-modifying `WITH`): one round trip, and the row lock is held for
+//! that statement only. SQLite has no such `WITH` and runs them as a transaction.
+//!
 //! On SQLite every write takes an in-process gate first: SQLite has one writer, and a writer
 //! waiting in `BEGIN IMMEDIATE` sleeps in the busy handler (1, 2, 5, 10... ms) while holding one
 //! of the pool's few connections, which readers then lack.
@@ -11,10 +15,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::{CaseStatement, Expr, Func, Query};
+use sea_orm::sea_query::{
+    Alias, CaseStatement, CommonTableExpression, Expr, Func, InsertStatement, OnConflict, Query,
+    SubQueryStatement, WithClause,
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
+    EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TryInsertResult,
 };
 use tokio::sync::{Mutex, MutexGuard, broadcast};
 
@@ -182,17 +189,6 @@ impl Store {
         row: order::Model,
         reason: &str,
     ) -> Result<bool> {
-        let _gate = self.gate().await;
-        let tx = esim_runtime::db::begin_write(&self.db).await?;
-        let claimed = idempotency_key::Entity::insert(idempotency_key::ActiveModel::from(key).reset_all())
-            .on_conflict_do_nothing()
-            .exec_without_returning(&tx)
-            .await?;
-        if !inserted(claimed) {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        let stored = row.clone();
         let event = order_event::Model {
             order_id: row.id.clone(),
             sequence: 1,
@@ -201,15 +197,86 @@ impl Store {
             reason: reason.to_owned(),
             create_time: row.create_time,
         };
-        order::Entity::insert(order::ActiveModel::from(row).reset_all())
-            .exec_without_returning(&tx)
-            .await?;
-        order_event::Entity::insert(order_event::ActiveModel::from(event.clone()).reset_all())
-            .exec_without_returning(&tx)
-            .await?;
-        tx.commit().await?;
-        self.publish(event, &stored);
+        let key = idempotency_key::ActiveModel::from(key).reset_all();
+        let order_row = order::ActiveModel::from(row.clone()).reset_all();
+        let event_row = order_event::ActiveModel::from(event.clone()).reset_all();
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            // One statement instead of five round trips: the key's insert claims the request id,
+            // and the order and its event are inserted only from the row it claimed.
+            use idempotency_key::Column as K;
+            let (claimed, ordered) = (Alias::new("claimed"), Alias::new("ordered"));
+            let mut claim = Self::insert_from(key, None)?;
+            claim
+                .on_conflict(
+                    OnConflict::columns([K::Scope, K::RequestId])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .returning_col(K::RequestId);
+            let mut insert_order = Self::insert_from(order_row, Some(claimed.clone()))?;
+            insert_order.returning_col(order::Column::Id);
+            let mut insert_event = Self::insert_from(event_row, Some(ordered.clone()))?;
+            insert_event.returning_col(order_event::Column::Sequence);
+            let statement = WithClause::new()
+                .cte(Self::cte(claim, claimed))
+                .cte(Self::cte(insert_order, ordered))
+                .to_owned()
+                .query(insert_event);
+            if self.db.query_all(&statement).await?.is_empty() {
+                return Ok(false);
+            }
+        } else {
+            let _gate = self.gate().await;
+            let tx = esim_runtime::db::begin_write(&self.db).await?;
+            let claimed = idempotency_key::Entity::insert(key)
+                .on_conflict_do_nothing()
+                .exec_without_returning(&tx)
+                .await?;
+            if !inserted(claimed) {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            order::Entity::insert(order_row)
+                .exec_without_returning(&tx)
+                .await?;
+            order_event::Entity::insert(event_row)
+                .exec_without_returning(&tx)
+                .await?;
+            tx.commit().await?;
+        }
+        self.publish(event, &row);
         Ok(true)
+    }
+
+    /// `INSERT INTO <model's table> (<its set columns>) SELECT <their values> [FROM from]`: one
+    /// row, or one per row of `from` (none when it is empty), for statements that insert only
+    /// what an earlier part of the same statement produced.
+    fn insert_from<A: ActiveModelTrait>(model: A, from: Option<Alias>) -> Result<InsertStatement> {
+        let mut columns = Vec::new();
+        let mut row = Query::select();
+        for column in <A::Entity as EntityTrait>::Column::iter() {
+            if let Some(value) = model.get(column).into_value() {
+                columns.push(column);
+                row.expr(Expr::val(value));
+            }
+        }
+        if let Some(from) = from {
+            row.from(from);
+        }
+        Ok(Query::insert()
+            .into_table(A::Entity::default())
+            .columns(columns)
+            .select_from(row)
+            .map_err(|e| crate::error::OrderingError::Internal(e.to_string()))?
+            .to_owned())
+    }
+
+    /// `name AS (statement)`, for a data-modifying WITH (PostgreSQL).
+    fn cte(statement: impl Into<SubQueryStatement>, name: Alias) -> CommonTableExpression {
+        CommonTableExpression::new()
+            .query(statement)
+            .table_name(name)
+            .to_owned()
     }
 
     /// Writes `new` over `old` if nobody changed the order since `old` was read (its
@@ -283,12 +350,6 @@ impl Store {
             let updated = update.exec(&self.db).await?;
             return Ok((updated.rows_affected == 1).then_some(new));
         }
-        let tx = esim_runtime::db::begin_write(&self.db).await?;
-        let updated = update.exec(&tx).await?;
-        if updated.rows_affected != 1 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
         let mut event = order_event::Model {
             order_id: old.id.clone(),
             sequence: 0,
@@ -297,19 +358,52 @@ impl Store {
             reason: new.state_reason.clone(),
             create_time: now,
         };
-        event.sequence = Self::append_event(&tx, &event).await?;
-        tx.commit().await?;
+        let appended = if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            // One statement, so one round trip instead of four (BEGIN, UPDATE, INSERT, COMMIT):
+            // the UPDATE runs as a CTE and the event is inserted from the row it updated, so a
+            // stale `version` writes neither. Atomic as a statement.
+            let mut update = update.into_query();
+            update.returning_col(order::Column::Id);
+            let updated = Alias::new("updated");
+            let insert = Self::event_insert(&event, Some(updated.clone()))?;
+            let statement = WithClause::new()
+                .cte(Self::cte(update, updated))
+                .to_owned()
+                .query(insert);
+            let rows = self.db.query_all(&statement).await?;
+            Self::sequence_of(rows.first())?
+        } else {
+            let tx = esim_runtime::db::begin_write(&self.db).await?;
+            if update.exec(&tx).await?.rows_affected != 1 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let rows = tx.query_all(&Self::event_insert(&event, None)?).await?;
+            // Without a FROM the insert always writes its row; no sequence back is a fault, and
+            // the dropped transaction takes the UPDATE back with it.
+            let sequence = Self::sequence_of(rows.first())?
+                .ok_or_else(|| crate::error::OrderingError::Internal("no event sequence returned".into()))?;
+            tx.commit().await?;
+            Some(sequence)
+        };
+        let Some(sequence) = appended else {
+            return Ok(None);
+        };
+        event.sequence = sequence;
         self.publish(event, &new);
         Ok(Some(new))
     }
 
-    /// Inserts `event` as its order's next one (its `sequence` is ignored) and returns the
-    /// sequence it got: one statement, as the write that appends it holds the order's row.
-    async fn append_event(tx: &DatabaseTransaction, event: &order_event::Model) -> Result<i64> {
+    /// Inserts `event` as its order's next one (its `sequence` is ignored), returning the
+    /// sequence it got; once per row of `from` when given (none: nothing inserted). The write
+    /// that appends an event holds its order's row, so the next sequence cannot be taken twice.
+    fn event_insert(
+        event: &order_event::Model,
+        from: Option<Alias>,
+    ) -> Result<sea_orm::sea_query::InsertStatement> {
         use order_event::Column as C;
         use sea_orm::sea_query::ExprTrait;
-        let next = Query::select()
-            .expr(Expr::val(event.order_id.as_str()))
+        let next_sequence = Query::select()
             .expr(
                 Expr::expr(Func::coalesce([
                     Expr::from(Func::max(Expr::col(C::Sequence))),
@@ -317,14 +411,20 @@ impl Store {
                 ]))
                 .add(1i64),
             )
-            .expr(Expr::val(event.previous_state.as_str()))
-            .expr(Expr::val(event.state.as_str()))
-            .expr(Expr::val(event.reason.as_str()))
-            .expr(Expr::val(event.create_time))
             .from(order_event::Entity)
             .and_where(Expr::col(C::OrderId).eq(event.order_id.as_str()))
             .to_owned();
-        let insert = Query::insert()
+        let mut row = Query::select();
+        row.expr(Expr::val(event.order_id.as_str()))
+            .expr(Expr::SubQuery(None, Box::new(next_sequence.into())))
+            .expr(Expr::val(event.previous_state.as_str()))
+            .expr(Expr::val(event.state.as_str()))
+            .expr(Expr::val(event.reason.as_str()))
+            .expr(Expr::val(event.create_time));
+        if let Some(from) = from {
+            row.from(from);
+        }
+        Ok(Query::insert()
             .into_table(order_event::Entity)
             .columns([
                 C::OrderId,
@@ -334,15 +434,17 @@ impl Store {
                 C::Reason,
                 C::CreateTime,
             ])
-            .select_from(next)
+            .select_from(row)
             .map_err(|e| crate::error::OrderingError::Internal(e.to_string()))?
             .returning_col(C::Sequence)
-            .to_owned();
-        let rows = tx.query_all(&insert).await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| crate::error::OrderingError::Internal("no event sequence returned".into()))?;
-        Ok(row.try_get("", C::Sequence.as_str())?)
+            .to_owned())
+    }
+
+    /// The sequence an event insert returned, if it inserted one.
+    fn sequence_of(row: Option<&sea_orm::QueryResult>) -> Result<Option<i64>> {
+        Ok(row
+            .map(|row| row.try_get("", order_event::Column::Sequence.as_str()))
+            .transpose()?)
     }
 
     /// Orders whose saga step is due and not leased, oldest due first.
