@@ -124,9 +124,11 @@ pub mod step {
     pub const SFT_PROVISION: &str = "SFT_PROVISION";
     /// SFT: the provisioning call is under way (repeatable: idempotent by request id).
     pub const SFT_PROVISIONING: &str = "SFT_PROVISIONING";
-    /// MP/FMS: provisioning records the eSIM (`CreateEsim`).
+    /// MP/FMS: provisioning records the eSIM (`CreateEsim`), then usage starts tracking it; one
+    /// write stores both (a crash in between repeats the idempotent `CreateEsim`).
     pub const RECORD_ESIM: &str = "RECORD_ESIM";
-    /// Usage starts tracking the eSIM.
+    /// Usage starts tracking the eSIM: after SFT provisioning, or again when usage could not be
+    /// reached right after `RECORD_ESIM`.
     pub const TRACK: &str = "TRACK";
     /// Nothing left for the saga.
     pub const DONE: &str = "DONE";

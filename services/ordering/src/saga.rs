@@ -491,13 +491,19 @@ impl Saga {
 
     /// Stays on `retry_step` and tries again later, recording why.
     async fn retry(&self, o: &order::Model, retry_step: &str, why: String) -> Result<Option<order::Model>> {
+        let n = Self::retried(o, retry_step, why, self.backoff(o.attempts));
+        self.write(o, n).await
+    }
+
+    /// `o` on `retry_step` again after `delay`, with why.
+    fn retried(o: &order::Model, retry_step: &str, why: String, delay: Duration) -> order::Model {
         let mut n = o.clone();
         n.saga_step = retry_step.to_owned();
         n.attempts = o.attempts.saturating_add(1);
-        n.next_attempt_at = Utc::now() + chrono_dur(self.backoff(o.attempts));
+        n.next_attempt_at = Utc::now() + chrono_dur(delay);
         tracing::info!(order = %o.id, step = retry_step, attempt = n.attempts, error = %why, "saga: retrying later");
         n.last_error = Some(why);
-        self.write(o, n).await
+        n
     }
 
     /// Persists `marker` as the step before an upstream call that cannot be repeated.
@@ -1073,16 +1079,18 @@ impl Saga {
         };
         match self.peers.create_esim(request).await {
             Ok(esim) => {
-                let mut n = Self::advanced(
+                let mut recorded = Self::advanced(
                     &o,
                     step::TRACK,
                     None,
                     Some("eSIM recorded; starting usage tracking"),
                 );
-                n.esim_name = Some(esim.name);
+                recorded.esim_name = Some(esim.name);
                 // Provisioning keeps the credential now; ordering forgets it.
-                n.activation_code_enc = None;
-                self.write(&o, n).await
+                recorded.activation_code_enc = None;
+                // Tracking starts at once, and one write stores both steps: a crash in between
+                // repeats CreateEsim, which is idempotent by its request id.
+                self.start_tracking(&o, recorded).await
             }
             // Money is spent upstream: never give up, keep the reason visible.
             Err(status) => {
@@ -1097,6 +1105,12 @@ impl Saga {
     }
 
     async fn track(&self, o: order::Model) -> Result<Option<order::Model>> {
+        self.start_tracking(&o, o.clone()).await
+    }
+
+    /// Has usage track `o`'s eSIM and ends the saga ACTIVE, or stays on TRACK to retry. `o` may
+    /// hold fields not stored yet; `stored` is the row as last written (the version guard).
+    async fn start_tracking(&self, stored: &order::Model, o: order::Model) -> Result<Option<order::Model>> {
         let provider = Provider::parse(&o.provider)
             .ok_or_else(|| OrderingError::Internal(format!("stored provider {:?}", o.provider)))?;
         let plan_end = Utc::now()
@@ -1119,14 +1133,18 @@ impl Saga {
             plan_end_time: Some(timestamp(plan_end)),
         };
         match self.peers.start_tracking(request).await {
-            Ok(()) => self.finish(&o, State::Active, "the eSIM is ready", |_| {}).await,
+            Ok(()) => {
+                let active = Self::advanced(&o, step::DONE, Some(State::Active), Some("the eSIM is ready"));
+                self.write(stored, active).await
+            }
             Err(status) => {
-                self.retry(
+                let n = Self::retried(
                     &o,
                     step::TRACK,
                     format!("usage StartUsageTracking: {}", status.message()),
-                )
-                .await
+                    self.backoff(o.attempts),
+                );
+                self.write(stored, n).await
             }
         }
     }

@@ -62,6 +62,8 @@ pub struct TestPeers {
     pub provisions: Mutex<HashMap<String, provisioning::Esim>>,
     pub addons: Mutex<HashMap<String, provisioning::Addon>>,
     pub tracked: Mutex<HashMap<String, usage::StartUsageTrackingRequest>>,
+    /// Answer UNAVAILABLE to this many StartUsageTracking calls first.
+    pub fail_start_tracking: AtomicU32,
 }
 
 #[async_trait::async_trait]
@@ -136,6 +138,15 @@ impl Peers for TestPeers {
     }
 
     async fn start_tracking(&self, request: usage::StartUsageTrackingRequest) -> Result<(), Status> {
+        if self
+            .fail_start_tracking
+            .fetch_update(AtomicOrdering::SeqCst, AtomicOrdering::SeqCst, |n| {
+                n.checked_sub(1)
+            })
+            .is_ok()
+        {
+            return Err(Status::unavailable("usage is restarting"));
+        }
         self.tracked
             .lock()
             .unwrap()

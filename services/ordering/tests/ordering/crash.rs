@@ -83,8 +83,14 @@ async fn crash_and_resume(h: &Harness, provider: &str, product: &str, boundary: 
 async fn mp_orders_resume_after_a_crash_at_every_step_boundary() {
     for h in harnesses(SandboxConfig::default()).await {
         let product = h.mp_product().name;
+        // TRACK is stored only when usage cannot be reached right after the eSIM is recorded.
         let boundaries = ["CREATED", "RECORD_ESIM", "TRACK", "DONE"];
         for (n, boundary) in boundaries.iter().enumerate() {
+            if *boundary == "TRACK" {
+                h.peers
+                    .fail_start_tracking
+                    .store(1, std::sync::atomic::Ordering::SeqCst);
+            }
             crash_and_resume(&h, "mp", &product, boundary, n).await;
         }
         assert_eq!(
@@ -110,6 +116,11 @@ async fn fms_orders_resume_after_a_crash_at_every_step_boundary() {
             "TRACK",
         ];
         for (n, boundary) in boundaries.iter().enumerate() {
+            if *boundary == "TRACK" {
+                h.peers
+                    .fail_start_tracking
+                    .store(1, std::sync::atomic::Ordering::SeqCst);
+            }
             crash_and_resume(&h, "fms", &product, boundary, n).await;
         }
         let count = boundaries.len() as u64;

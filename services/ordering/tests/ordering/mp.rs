@@ -80,6 +80,30 @@ async fn mp_order_goes_to_active_with_the_esim_recorded() {
     }
 }
 
+/// Tracking starts right after the eSIM is recorded, in the same step; when usage cannot be
+/// reached the recorded eSIM is stored with the TRACK step, and only tracking is retried.
+#[tokio::test]
+async fn usage_down_after_the_esim_is_recorded_retries_tracking_only() {
+    use std::sync::atomic::Ordering::SeqCst;
+    for h in harnesses(SandboxConfig::default()).await {
+        h.peers.fail_start_tracking.store(2, SeqCst);
+        let svc = h.start(saga_config()).await;
+        let mut client = svc.client.clone();
+        let created = client
+            .create_order(create("mp-usage-down-1", &h.mp_product().name, "cust-u"))
+            .await
+            .unwrap()
+            .into_inner();
+        let order = wait_state(&mut client, &created.name, pb::OrderState::Active, 20).await;
+        assert!(order.esim.starts_with("esims/"), "{}", h.label);
+        assert_eq!(h.peers.fail_start_tracking.load(SeqCst), 0, "{}", h.label);
+        assert_eq!(h.peers.create_esim_calls.load(SeqCst), 1, "{}", h.label);
+        assert_eq!(h.peers.tracked.lock().unwrap().len(), 1, "{}", h.label);
+        assert_eq!(h.sandbox.call_count("mp.activationCode"), 1, "{}", h.label);
+        svc.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn fifty_concurrent_duplicates_make_one_order_and_one_upstream_call() {
     for h in harnesses(SandboxConfig::default()).await {
