@@ -1,56 +1,18 @@
 //! A load generator's gRPC call that sends a request encoded once and keeps the answer as
 //! bytes, as `h2load` does. A decoding client spends its share of the benchmark machine's cores
-//! turning every answer into messages (20 catalog products: some 600 allocations), which a
-//! reseller's shop pays on its own machine, not on the suite's; an opaque client leaves the
-//! cores to the servers under test. The call still fails on any gRPC status but OK.
+//! turning every answer into messages (a catalog page: an allocation per string and message),
+//! which a reseller's shop pays on its own machine, not on the suite's; an opaque client leaves
+//! the cores to the servers under test. The call still fails on any gRPC status but OK.
 
-use bytes::{Buf, BufMut, Bytes};
 use http::uri::PathAndQuery;
 use prost::Message;
+use prost::bytes::Bytes;
 use tonic::{
     Status,
     client::{Grpc, GrpcService},
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
 };
 
-/// Passes bytes through both ways: the request is already an encoded message, the answer is
-/// not decoded.
-#[derive(Debug, Clone, Copy, Default)]
-struct OpaqueCodec;
-
-impl Codec for OpaqueCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = Self;
-    type Decoder = Self;
-
-    fn encoder(&mut self) -> Self {
-        *self
-    }
-
-    fn decoder(&mut self) -> Self {
-        *self
-    }
-}
-
-impl Encoder for OpaqueCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for OpaqueCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
+use crate::fuzz::RawCodec;
 
 /// One unary method with one request, encoded once, to call again and again.
 #[derive(Debug, Clone)]
@@ -86,7 +48,7 @@ where
             .unary(
                 tonic::Request::new(self.request.clone()),
                 self.path.clone(),
-                OpaqueCodec,
+                RawCodec,
             )
             .await?
             .into_inner();
