@@ -28,6 +28,8 @@ use crate::store::key_row;
 
 const CREATE_SCOPE: &str = "CreateOrder";
 const TOP_UP_SCOPE: &str = "TopUpOrder";
+/// Most events read at once for `WatchOrder`.
+const EVENT_BATCH: u64 = 100;
 
 /// The ordering service's gRPC implementation.
 #[derive(Debug, Clone)]
@@ -823,11 +825,12 @@ impl OrderingApi {
         })
     }
 
-    /// An order's stored events after `cursor` (`None`: only the latest).
+    /// An order's stored events after `cursor` (`None`: only the latest), at most
+    /// [`EVENT_BATCH`].
     async fn events(&self, id: &str, cursor: Option<i64>) -> Result<Vec<order_event::Model>> {
         match cursor {
             None => Ok(self.saga.store.last_event(id).await?.into_iter().collect()),
-            Some(after) => self.saga.store.events_after(id, after, 100).await,
+            Some(after) => self.saga.store.events_after(id, after, EVENT_BATCH).await,
         }
     }
 
@@ -906,7 +909,11 @@ impl OrderingApi {
                             return;
                         }
                     }
-                    continue;
+                    // A full batch may have more behind it; a shorter one was all there was when
+                    // read, and what came after arrives on `committed` (registered before).
+                    if events.len() as u64 == EVENT_BATCH {
+                        continue;
+                    }
                 }
                 // Up to date: the next event committed here comes with its row (no read back);
                 // another replica's is found by polling, as is one this watcher missed.
