@@ -127,6 +127,7 @@ impl UsageApi {
                 )));
             }
         }
+        let tracked_before = existing.is_some();
         let row = match existing {
             None => esim::Model {
                 esim: esim_id.clone(),
@@ -205,7 +206,12 @@ impl UsageApi {
             .exec_without_returning(&txn)
             .await?;
         }
-        let latest = store::latest_snapshot(&txn, &esim_id).await?;
+        // Snapshots are taken of tracked eSIMs only: a new one has none to read.
+        let latest = if tracked_before {
+            store::latest_snapshot(&txn, &esim_id).await?
+        } else {
+            None
+        };
         txn.commit().await?;
         Ok(convert::usage(&row, latest.as_ref(), None))
     }
