@@ -177,9 +177,8 @@ impl Provisioning {
                 )))
             }
         };
-        if let Some(row) = store::esim_by_request(db, &req.request_id).await? {
-            return replay(row);
-        }
+        // Inserted first (one statement for a new eSIM): a replay conflicts on its request id
+        // and is answered from the stored row below.
         let now = store::now();
         let id = ids::new_id();
         let row = esim::Model {
