@@ -21,7 +21,8 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TryInsertResult,
+    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    TryInsertResult,
 };
 use tokio::sync::{Mutex, MutexGuard, broadcast};
 
@@ -90,12 +91,23 @@ impl Drop for EventWatch {
     }
 }
 
-/// Whether an insert with ON CONFLICT DO NOTHING inserted its row.
-fn inserted(r: TryInsertResult<u64>) -> bool {
-    matches!(r, TryInsertResult::Inserted(n) if n > 0)
-}
-
 impl Store {
+    /// Begins a write transaction that has inserted the idempotency `key`; `None` (and nothing
+    /// written) when the key exists already. SQLite: the caller holds the write gate.
+    async fn begin_claimed(&self, key: idempotency_key::ActiveModel) -> Result<Option<DatabaseTransaction>> {
+        let tx = esim_runtime::db::begin_write(&self.db).await?;
+        let claimed = idempotency_key::Entity::insert(key)
+            .on_conflict_do_nothing()
+            .exec_without_returning(&tx)
+            .await?;
+        if matches!(claimed, TryInsertResult::Inserted(n) if n > 0) {
+            Ok(Some(tx))
+        } else {
+            tx.rollback().await?;
+            Ok(None)
+        }
+    }
+
     /// A store over `db`.
     pub fn new(db: DatabaseConnection) -> Self {
         let write_gate =
@@ -227,15 +239,9 @@ impl Store {
             }
         } else {
             let _gate = self.gate().await;
-            let tx = esim_runtime::db::begin_write(&self.db).await?;
-            let claimed = idempotency_key::Entity::insert(key)
-                .on_conflict_do_nothing()
-                .exec_without_returning(&tx)
-                .await?;
-            if !inserted(claimed) {
-                tx.rollback().await?;
+            let Some(tx) = self.begin_claimed(key).await? else {
                 return Ok(false);
-            }
+            };
             order::Entity::insert(order_row)
                 .exec_without_returning(&tx)
                 .await?;
@@ -578,15 +584,12 @@ impl Store {
     /// Records a new top-up under its idempotency key, atomically. False: the key exists.
     pub async fn create_top_up(&self, key: idempotency_key::Model, row: top_up::Model) -> Result<bool> {
         let _gate = self.gate().await;
-        let tx = esim_runtime::db::begin_write(&self.db).await?;
-        let claimed = idempotency_key::Entity::insert(idempotency_key::ActiveModel::from(key).reset_all())
-            .on_conflict_do_nothing()
-            .exec_without_returning(&tx)
-            .await?;
-        if !inserted(claimed) {
-            tx.rollback().await?;
+        let Some(tx) = self
+            .begin_claimed(idempotency_key::ActiveModel::from(key).reset_all())
+            .await?
+        else {
             return Ok(false);
-        }
+        };
         top_up::Entity::insert(top_up::ActiveModel::from(row).reset_all())
             .exec_without_returning(&tx)
             .await?;

@@ -66,6 +66,15 @@ pub struct TestPeers {
     pub fail_start_tracking: AtomicU32,
 }
 
+/// Takes one from a failure budget; false once it is spent.
+fn take_one(budget: &AtomicU32) -> bool {
+    budget
+        .fetch_update(AtomicOrdering::SeqCst, AtomicOrdering::SeqCst, |n| {
+            n.checked_sub(1)
+        })
+        .is_ok()
+}
+
 #[async_trait::async_trait]
 impl Peers for TestPeers {
     async fn get_product(&self, name: &str, _request_id: &str) -> Result<catalog::Product, Status> {
@@ -83,13 +92,7 @@ impl Peers for TestPeers {
         request: provisioning::CreateEsimRequest,
     ) -> Result<provisioning::Esim, Status> {
         self.create_esim_calls.fetch_add(1, AtomicOrdering::SeqCst);
-        if self
-            .fail_create_esim
-            .fetch_update(AtomicOrdering::SeqCst, AtomicOrdering::SeqCst, |n| {
-                n.checked_sub(1)
-            })
-            .is_ok()
-        {
+        if take_one(&self.fail_create_esim) {
             return Err(Status::unavailable("provisioning is restarting"));
         }
         let mut esims = self.esims.lock().unwrap();
@@ -138,13 +141,7 @@ impl Peers for TestPeers {
     }
 
     async fn start_tracking(&self, request: usage::StartUsageTrackingRequest) -> Result<(), Status> {
-        if self
-            .fail_start_tracking
-            .fetch_update(AtomicOrdering::SeqCst, AtomicOrdering::SeqCst, |n| {
-                n.checked_sub(1)
-            })
-            .is_ok()
-        {
+        if take_one(&self.fail_start_tracking) {
             return Err(Status::unavailable("usage is restarting"));
         }
         self.tracked
