@@ -24,7 +24,7 @@ use crate::entity::{fms_account, order, order_event, top_up};
 use crate::error::{OrderingError, Result};
 use crate::model::{Provider, State, step};
 use crate::saga::Saga;
-use crate::store::key_row;
+use crate::store::{Committed, key_row};
 
 const CREATE_SCOPE: &str = "CreateOrder";
 const TOP_UP_SCOPE: &str = "TopUpOrder";
@@ -82,6 +82,15 @@ impl OrderingApi {
         }
         let top_ups = self.saga.store.top_ups(&row.id).await?;
         convert::order(row, &top_ups)
+    }
+
+    /// The order as the write of `committed` left it. Top-ups are taken for active orders only,
+    /// so the write that activated the order has none behind it, and needs no read.
+    async fn committed_pb(&self, committed: &Committed) -> Result<pb::Order> {
+        if committed.row.activate_time == Some(committed.event.create_time) {
+            return convert::order(&committed.row, &[]);
+        }
+        self.order_pb(&committed.row).await
     }
 
     async fn load(&self, id: &str) -> Result<order::Model> {
@@ -156,11 +165,40 @@ impl OrderingApi {
             email,
             &money_key(req.expected_retail_price.as_ref()),
         ]);
-        if let Some(existing) = self.existing_by_key(CREATE_SCOPE, &req.request_id, &fp).await? {
-            return self.order_pb(&existing).await;
+        let placed = self
+            .place(&req, input, product_id, target_iccid, expected, email, &fp)
+            .await;
+        if let Ok(Some(order)) = placed {
+            return Ok(order);
         }
+        // A replay, a concurrent duplicate that won the key, or a request that fails now: an
+        // order made earlier under this request id is the answer whatever the catalogue says
+        // today. Looked up only here, so a new order costs no read of its key.
+        match (
+            self.existing_by_key(CREATE_SCOPE, &req.request_id, &fp).await,
+            placed,
+        ) {
+            (Ok(Some(existing)), _) => self.order_pb(&existing).await,
+            (Err(mismatch @ OrderingError::AlreadyExists(_)), _) => Err(mismatch),
+            (_, Err(refused)) => Err(refused),
+            (Err(lookup), Ok(_)) => Err(lookup),
+            (Ok(None), Ok(_)) => Err(OrderingError::Internal("idempotency key vanished".into())),
+        }
+    }
 
-        // Validation against the catalogue, before anything is written.
+    /// Validates a new order against the catalogue and records it under its request id, before
+    /// anything else is written; `None` when the request id is taken already.
+    #[allow(clippy::too_many_arguments)]
+    async fn place(
+        &self,
+        req: &pb::CreateOrderRequest,
+        input: &pb::Order,
+        product_id: &str,
+        target_iccid: Option<String>,
+        expected: Option<esim_domain::Money>,
+        email: &str,
+        fp: &str,
+    ) -> Result<Option<pb::Order>> {
         let product_name = format!("products/{product_id}");
         let product = match self.saga.peers.get_product(&product_name, &req.request_id).await {
             Ok(p) => p,
@@ -256,23 +294,19 @@ impl OrderingApi {
             retail,
         );
         let reason = "order recorded";
-        let key = key_row(CREATE_SCOPE, &req.request_id, fp.clone(), &row.id, None);
+        let key = key_row(CREATE_SCOPE, &req.request_id, fp.to_owned(), &row.id, None);
         // Stored already leased, so the worker takes its first step without a claim of its own.
         let leased = self.saga.lease_new(&mut row);
-        if self.saga.store.create_order(key, row.clone(), reason).await? {
-            tracing::info!(order = %row.id, provider = provider.as_str(), "order created");
-            let created = self.order_pb(&row).await?;
-            match leased {
-                Some(since) => self.saga.hand_off(row, since),
-                None => self.saga.wake.notify_one(),
-            }
-            return Ok(created);
+        if !self.saga.store.create_order(key, row.clone(), reason).await? {
+            return Ok(None);
         }
-        // A concurrent duplicate won the key.
-        match self.existing_by_key(CREATE_SCOPE, &req.request_id, &fp).await? {
-            Some(existing) => self.order_pb(&existing).await,
-            None => Err(OrderingError::Internal("idempotency key vanished".into())),
+        tracing::info!(order = %row.id, provider = provider.as_str(), "order created");
+        let created = self.order_pb(&row).await?;
+        match leased {
+            Some(since) => self.saga.hand_off(row, since),
+            None => self.saga.wake.notify_one(),
         }
+        Ok(Some(created))
     }
 
     async fn list_orders(&self, req: pb::ListOrdersRequest) -> Result<pb::ListOrdersResponse> {
@@ -932,7 +966,7 @@ impl OrderingApi {
                     if c.event.sequence != after + 1 {
                         continue 'read;
                     }
-                    let order = match api.order_pb(&c.row).await {
+                    let order = match api.committed_pb(&c).await {
                         Ok(o) => o,
                         Err(err) => {
                             let _ = send(Err(Status::from(err))).await;
