@@ -9,7 +9,7 @@ use esim_proto::r#type::v1::Provider;
 use esim_proto::usage::v1::{self as pb, usage_service_server::UsageService};
 use esim_upstream::mp::DailyTraffic;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, EntityTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -108,6 +108,26 @@ impl UsageApi {
 
         let now = store::stored_time(Utc::now());
         let plan_end = plan_end.map(store::stored_time);
+        let fresh = esim::Model {
+            esim: esim_id.clone(),
+            order_name: order_id,
+            provider: provider.to_owned(),
+            iccid,
+            sft_endpoint_id: sft_endpoint,
+            fms_order_no: fms_order,
+            plan_data_bytes: req.plan_data_bytes,
+            plan_end_time: plan_end,
+            alerted: String::new(),
+            next_poll_time: now,
+            lease_until: None,
+            lease_owner: None,
+            create_time: now,
+            update_time: now,
+        };
+        // The common case, an eSIM tracked for the first time: no snapshot to read back either.
+        if store::track_new(&self.core.db, &fresh, &codes).await? {
+            return Ok(convert::usage(&fresh, None, None));
+        }
         let txn = esim_runtime::db::begin_write(&self.core.db).await?;
         let existing = store::find_esim(&txn, &esim_id).await?;
         if let Some(row) = &existing
@@ -129,52 +149,24 @@ impl UsageApi {
         }
         let tracked_before = existing.is_some();
         let row = match existing {
-            None => esim::Model {
-                esim: esim_id.clone(),
-                order_name: order_id,
-                provider: provider.to_owned(),
-                iccid,
-                sft_endpoint_id: sft_endpoint,
-                fms_order_no: fms_order,
-                plan_data_bytes: req.plan_data_bytes,
-                plan_end_time: plan_end,
-                alerted: String::new(),
-                next_poll_time: now,
-                lease_until: None,
-                lease_owner: None,
-                create_time: now,
-                update_time: now,
-            },
+            // Not tracked, though the fast path above found it or a code taken: it lost a race
+            // with a removal, so it is tracked as new.
+            None => fresh,
             Some(mut row) => {
                 // New references are added; nothing known is forgotten.
-                row.order_name = order_id;
-                row.iccid = iccid.or(row.iccid);
-                row.sft_endpoint_id = sft_endpoint.or(row.sft_endpoint_id);
-                row.fms_order_no = fms_order.or(row.fms_order_no);
+                row.order_name = fresh.order_name;
+                row.iccid = fresh.iccid.or(row.iccid);
+                row.sft_endpoint_id = fresh.sft_endpoint_id.or(row.sft_endpoint_id);
+                row.fms_order_no = fresh.fms_order_no.or(row.fms_order_no);
                 if req.plan_data_bytes > 0 {
                     row.plan_data_bytes = req.plan_data_bytes;
                 }
-                row.plan_end_time = plan_end.or(row.plan_end_time);
+                row.plan_end_time = fresh.plan_end_time.or(row.plan_end_time);
                 row.update_time = now;
                 row
             }
         };
-        let active = esim::ActiveModel {
-            esim: Set(row.esim.clone()),
-            order_name: Set(row.order_name.clone()),
-            provider: Set(row.provider.clone()),
-            iccid: Set(row.iccid.clone()),
-            sft_endpoint_id: Set(row.sft_endpoint_id.clone()),
-            fms_order_no: Set(row.fms_order_no.clone()),
-            plan_data_bytes: Set(row.plan_data_bytes),
-            plan_end_time: Set(row.plan_end_time),
-            alerted: Set(row.alerted.clone()),
-            next_poll_time: Set(row.next_poll_time),
-            lease_until: Set(row.lease_until),
-            lease_owner: Set(row.lease_owner.clone()),
-            create_time: Set(row.create_time),
-            update_time: Set(row.update_time),
-        };
+        let active = esim::ActiveModel::from(row.clone()).reset_all();
         esim::Entity::insert(active)
             .on_conflict(
                 OnConflict::column(esim::Column::Esim)

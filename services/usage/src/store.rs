@@ -8,8 +8,8 @@ use std::collections::hash_map::Entry;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement, Value,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
+    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TryInsertResult, Value,
 };
 
 use crate::entity::{alert, daily, esim, mp_order, snapshot};
@@ -28,6 +28,42 @@ pub async fn find_esim<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<es
         .all(db)
         .await?;
     Ok(rows.into_iter().next())
+}
+
+/// Starts tracking `row`, an eSIM not tracked before, with its MP order `codes`, all or
+/// nothing. False (nothing written) when the eSIM is tracked already or a code is taken: the
+/// caller then reads what is there. A new eSIM costs two writes and no read.
+pub async fn track_new(db: &DatabaseConnection, row: &esim::Model, codes: &[String]) -> Result<bool> {
+    let txn = esim_runtime::db::begin_write(db).await?;
+    let inserted = esim::Entity::insert(esim::ActiveModel::from(row.clone()).reset_all())
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
+        .await?;
+    if !matches!(inserted, TryInsertResult::Inserted(1)) {
+        txn.rollback().await?;
+        return Ok(false);
+    }
+    if !codes.is_empty() {
+        let inserted = mp_order::Entity::insert_many(codes.iter().map(|code| mp_order::ActiveModel {
+            order_code: Set(code.clone()),
+            esim: Set(row.esim.clone()),
+            create_time: Set(row.create_time),
+        }))
+        .on_conflict(
+            OnConflict::column(mp_order::Column::OrderCode)
+                .do_nothing()
+                .to_owned(),
+        )
+        .try_insert()
+        .exec_without_returning(&txn)
+        .await?;
+        if !matches!(inserted, TryInsertResult::Inserted(n) if n == codes.len() as u64) {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+    }
+    txn.commit().await?;
+    Ok(true)
 }
 
 /// The tracked eSIM with this ICCID, if any.

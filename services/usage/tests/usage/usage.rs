@@ -329,6 +329,34 @@ async fn bad_input_names_the_field_and_writes_nothing() {
                 .await,
             "provider",
         );
+        // A code another eSIM holds refuses the whole request: neither the eSIM nor its other
+        // code is kept.
+        let taken = client
+            .start_usage_tracking(pb::StartUsageTrackingRequest {
+                esim: "esims/bad-2".into(),
+                mp_order_codes: vec!["ORDER_2".into(), "ORDER_1".into()],
+                ..valid.clone()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            taken.code(),
+            tonic::Code::FailedPrecondition,
+            "{}: {taken:?}",
+            h.label
+        );
+        assert_eq!(
+            h.get_usage("bad-2").await.unwrap_err().code(),
+            tonic::Code::NotFound
+        );
+        client
+            .start_usage_tracking(pb::StartUsageTrackingRequest {
+                esim: "esims/bad-3".into(),
+                mp_order_codes: vec!["ORDER_2".into()],
+                ..valid.clone()
+            })
+            .await
+            .expect("ORDER_2 was left free");
 
         let day = |y, m, d| {
             Some(Date {
