@@ -4,10 +4,13 @@
 use std::{path::Path, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query};
+use sea_orm::sea_query::{
+    Alias, CommonTableExpression, Expr, ExprTrait, InsertStatement, Query, SubQueryStatement,
+};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, Iterable, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
     sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 use sea_orm_migration::MigratorTrait;
@@ -60,6 +63,37 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
         tracing::info!(applied = M::migrations().len(), "migrations up to date");
     }
     Ok(db)
+}
+
+/// `INSERT INTO <model's table> (<its set columns>) SELECT <their values> [FROM from]`: one
+/// row, or one per row of `from` (none when it is empty), for statements that insert only what
+/// an earlier part of the same statement produced (PostgreSQL's data-modifying `WITH`).
+pub fn insert_from<A: ActiveModelTrait>(model: A, from: Option<Alias>) -> Result<InsertStatement, DbErr> {
+    let mut columns = Vec::new();
+    let mut row = Query::select();
+    for column in <A::Entity as EntityTrait>::Column::iter() {
+        if let Some(value) = model.get(column).into_value() {
+            columns.push(column);
+            row.expr(Expr::val(value));
+        }
+    }
+    if let Some(from) = from {
+        row.from(from);
+    }
+    Ok(Query::insert()
+        .into_table(A::Entity::default())
+        .columns(columns)
+        .select_from(row)
+        .map_err(|e| DbErr::Custom(e.to_string()))?
+        .to_owned())
+}
+
+/// `name AS (statement)`, for a data-modifying `WITH` (PostgreSQL).
+pub fn cte(statement: impl Into<SubQueryStatement>, name: Alias) -> CommonTableExpression {
+    CommonTableExpression::new()
+        .query(statement)
+        .table_name(name)
+        .to_owned()
 }
 
 /// Begins a transaction that will write. On SQLite it takes the write lock at `BEGIN`

@@ -15,13 +15,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::{
-    Alias, CaseStatement, CommonTableExpression, Expr, Func, InsertStatement, OnConflict, Query,
-    SubQueryStatement, WithClause,
-};
+use esim_runtime::db::{cte, insert_from};
+use sea_orm::sea_query::{Alias, CaseStatement, Expr, Func, OnConflict, Query, WithClause};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    DatabaseTransaction, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     TryInsertResult,
 };
 use tokio::sync::{Mutex, MutexGuard, broadcast};
@@ -217,7 +215,7 @@ impl Store {
             // and the order and its event are inserted only from the row it claimed.
             use idempotency_key::Column as K;
             let (claimed, ordered) = (Alias::new("claimed"), Alias::new("ordered"));
-            let mut claim = Self::insert_from(key, None)?;
+            let mut claim = insert_from(key, None)?;
             claim
                 .on_conflict(
                     OnConflict::columns([K::Scope, K::RequestId])
@@ -225,13 +223,13 @@ impl Store {
                         .to_owned(),
                 )
                 .returning_col(K::RequestId);
-            let mut insert_order = Self::insert_from(order_row, Some(claimed.clone()))?;
+            let mut insert_order = insert_from(order_row, Some(claimed.clone()))?;
             insert_order.returning_col(order::Column::Id);
-            let mut insert_event = Self::insert_from(event_row, Some(ordered.clone()))?;
+            let mut insert_event = insert_from(event_row, Some(ordered.clone()))?;
             insert_event.returning_col(order_event::Column::Sequence);
             let statement = WithClause::new()
-                .cte(Self::cte(claim, claimed))
-                .cte(Self::cte(insert_order, ordered))
+                .cte(cte(claim, claimed))
+                .cte(cte(insert_order, ordered))
                 .to_owned()
                 .query(insert_event);
             if self.db.query_all(&statement).await?.is_empty() {
@@ -252,37 +250,6 @@ impl Store {
         }
         self.publish(event, &row);
         Ok(true)
-    }
-
-    /// `INSERT INTO <model's table> (<its set columns>) SELECT <their values> [FROM from]`: one
-    /// row, or one per row of `from` (none when it is empty), for statements that insert only
-    /// what an earlier part of the same statement produced.
-    fn insert_from<A: ActiveModelTrait>(model: A, from: Option<Alias>) -> Result<InsertStatement> {
-        let mut columns = Vec::new();
-        let mut row = Query::select();
-        for column in <A::Entity as EntityTrait>::Column::iter() {
-            if let Some(value) = model.get(column).into_value() {
-                columns.push(column);
-                row.expr(Expr::val(value));
-            }
-        }
-        if let Some(from) = from {
-            row.from(from);
-        }
-        Ok(Query::insert()
-            .into_table(A::Entity::default())
-            .columns(columns)
-            .select_from(row)
-            .map_err(|e| crate::error::OrderingError::Internal(e.to_string()))?
-            .to_owned())
-    }
-
-    /// `name AS (statement)`, for a data-modifying WITH (PostgreSQL).
-    fn cte(statement: impl Into<SubQueryStatement>, name: Alias) -> CommonTableExpression {
-        CommonTableExpression::new()
-            .query(statement)
-            .table_name(name)
-            .to_owned()
     }
 
     /// Writes `new` over `old` if nobody changed the order since `old` was read (its
@@ -373,7 +340,7 @@ impl Store {
             let updated = Alias::new("updated");
             let insert = Self::event_insert(&event, Some(updated.clone()))?;
             let statement = WithClause::new()
-                .cte(Self::cte(update, updated))
+                .cte(cte(update, updated))
                 .to_owned()
                 .query(insert);
             let rows = self.db.query_all(&statement).await?;
