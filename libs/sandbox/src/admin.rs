@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/_sandbox/calls", get(get_calls).delete(reset_calls))
         .route("/_sandbox/calls/reset", post(reset_calls))
         .route("/_sandbox/calls/{endpoint}", get(get_call))
+        .route("/_sandbox/held", get(get_held))
         .route("/_sandbox/clock", get(get_clock))
         .route("/_sandbox/clock/advance", post(advance_clock))
         .route("/_sandbox/state", get(get_state))
@@ -101,8 +102,13 @@ async fn get_call(State(inner): State<Shared>, Path(endpoint): Path<String>) -> 
     util::ok(json!({"endpoint": endpoint, "count": count}))
 }
 
+async fn get_held(State(inner): State<Shared>) -> Response {
+    util::ok(json!(lock(&inner.held).clone()))
+}
+
 async fn reset_calls(State(inner): State<Shared>) -> Response {
     lock(&inner.counts).clear();
+    lock(&inner.held).clear();
     util::ok(json!({}))
 }
 

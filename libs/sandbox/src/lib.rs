@@ -31,7 +31,10 @@
 //!   `DELETE /_sandbox/faults/{endpoint}` removes one.
 //! * `GET /_sandbox/calls` → `{"<endpoint>": count, ...}`; `GET /_sandbox/calls/{endpoint}` →
 //!   `{"endpoint":..,"count":n}`; `DELETE /_sandbox/calls` (or `POST /_sandbox/calls/reset`)
-//!   resets all counts.
+//!   resets all counts (and held times).
+//! * `GET /_sandbox/held` → `{"<endpoint>": {"calls": n, "total_us": n}, ...}`: how long the
+//!   sandbox held each endpoint's calls in all, injected latency included, from the parsed
+//!   request to the answer (benchmarks subtract the upstream's real time, not a nominal one).
 //! * `GET /_sandbox/clock` → `{"now":"<rfc3339>","offset_secs":n}`;
 //!   `POST /_sandbox/clock/advance` with `{"secs": n}` (or `{"seconds": n}`, `{"minutes": n}`,
 //!   `{"hours": n}`, `{"days": n}`) → the new clock.
@@ -98,6 +101,7 @@ pub(crate) struct Inner {
     offset_ms: AtomicI64,
     faults: Mutex<BTreeMap<String, Fault>>,
     counts: Mutex<BTreeMap<String, u64>>,
+    held: Mutex<BTreeMap<String, Held>>,
     rng: Mutex<ids::Rng>,
     pub(crate) mp: Mutex<mp::MpState>,
     pub(crate) fms: Mutex<fms::FmsState>,
@@ -155,9 +159,20 @@ impl Inner {
         lock(&self.rng).next_f64()
     }
 
-    /// Runs one endpoint call: counts it, applies its fault before and/or after `handler`.
+    /// Runs one endpoint call: counts it, applies its fault before and/or after `handler`, and
+    /// adds the time it took to the endpoint's [`Held`].
     pub(crate) async fn guarded(&self, endpoint: &str, handler: impl FnOnce() -> Response) -> Response {
         self.count(endpoint);
+        let start = std::time::Instant::now();
+        let response = self.faulted(endpoint, handler).await;
+        lock(&self.held)
+            .entry(endpoint.to_owned())
+            .or_default()
+            .add(start.elapsed());
+        response
+    }
+
+    async fn faulted(&self, endpoint: &str, handler: impl FnOnce() -> Response) -> Response {
         let fault = self.take_fault(endpoint).filter(Fault::affects_responses);
         let hold = self.config.timeout_hold_ms;
         if let Some(f) = fault.as_ref().filter(|f| f.phase == FaultPhase::Before) {
@@ -183,6 +198,36 @@ impl Inner {
         let now = self.now();
         mp::tick(self, now);
         fms::tick(self, now);
+    }
+}
+
+/// Calls to one endpoint and the time the sandbox held them in all: the upstream's real share of
+/// a call (a 50 ms latency fault holds a call a little longer, as the timer rounds up).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Held {
+    /// Calls answered.
+    pub calls: u64,
+    /// Their time in all, in microseconds.
+    pub total_us: u64,
+}
+
+impl Held {
+    fn add(&mut self, took: Duration) {
+        self.calls += 1;
+        self.total_us += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    }
+
+    /// The calls since `earlier` (a reading of the same endpoint).
+    pub fn since(self, earlier: Held) -> Held {
+        Held {
+            calls: self.calls.saturating_sub(earlier.calls),
+            total_us: self.total_us.saturating_sub(earlier.total_us),
+        }
+    }
+
+    /// The mean time per call, if there was one.
+    pub fn mean(self) -> Option<Duration> {
+        (self.calls > 0).then(|| Duration::from_micros(self.total_us / self.calls))
     }
 }
 
@@ -212,6 +257,7 @@ impl Sandbox {
                 catalog,
                 offset_ms: AtomicI64::new(0),
                 counts: Mutex::new(BTreeMap::new()),
+                held: Mutex::new(BTreeMap::new()),
                 rng: Mutex::new(fault_rng),
                 mp: Mutex::new(mp),
                 fms: Mutex::new(fms),
@@ -273,9 +319,15 @@ impl Sandbox {
         lock(&self.inner.counts).clone()
     }
 
-    /// Resets every call count to zero.
+    /// Resets every call count (and held time) to zero.
     pub fn reset_call_counts(&self) {
         lock(&self.inner.counts).clear();
+        lock(&self.inner.held).clear();
+    }
+
+    /// How long the sandbox has held `endpoint`'s calls, injected latency included.
+    pub fn held(&self, endpoint: &str) -> Held {
+        lock(&self.inner.held).get(endpoint).copied().unwrap_or_default()
     }
 
     /// Sets (replaces) the fault of `endpoint` (an endpoint key, `mp.*`, or `*`).

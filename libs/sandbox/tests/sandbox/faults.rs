@@ -93,6 +93,25 @@ async fn latency_and_timeout() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(t0.elapsed() >= Duration::from_millis(300));
+    // The held time is the upstream's real share of the call: the latency and a little more.
+    let held = s.sandbox.held("sft.login");
+    assert_eq!(held.calls, 1);
+    let mean = held.mean().unwrap();
+    assert!(
+        mean >= Duration::from_millis(300) && mean <= t0.elapsed(),
+        "{mean:?}"
+    );
+    let listed: serde_json::Value = s
+        .http
+        .get(s.url("/_sandbox/held"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["sft.login"]["calls"], 1, "{listed}");
+    assert_eq!(listed["sft.login"]["total_us"], held.total_us);
 
     s.sandbox.set_fault(
         "mp.queryOrderStatus",
