@@ -67,6 +67,17 @@ impl SandboxAdmin {
         serde_json::from_value(body).map_err(|err| format!("sandbox calls: {err}"))
     }
 
+    /// Calls answered and the time the sandbox held them (injected latency included), summed
+    /// over every endpoint: the upstream's real share of the calls made.
+    pub async fn held(&self) -> Result<(u64, Duration), String> {
+        let body = self.send(self.http.get(format!("{}/held", self.base))).await?;
+        let endpoints = body.as_object().ok_or("sandbox held: not an object")?;
+        let field = |held: &Value, name: &str| held[name].as_u64().unwrap_or(0);
+        let calls = endpoints.values().map(|h| field(h, "calls")).sum();
+        let total_us = endpoints.values().map(|h| field(h, "total_us")).sum();
+        Ok((calls, Duration::from_micros(total_us)))
+    }
+
     /// The state summary (orders by status per upstream, SIM pool, ...).
     pub async fn state(&self) -> Result<Value, String> {
         self.send(self.http.get(format!("{}/state", self.base))).await
