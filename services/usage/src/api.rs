@@ -9,7 +9,7 @@ use esim_proto::r#type::v1::Provider;
 use esim_proto::usage::v1::{self as pb, usage_service_server::UsageService};
 use esim_upstream::mp::DailyTraffic;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::Core;
 use crate::callback;
 use crate::convert::{self, check_request_id, parse_cursor, parse_name};
-use crate::entity::{esim, mp_order};
+use crate::entity::esim;
 use crate::error::{Result, UsageError};
 use crate::store::{self, AlertFilter};
 
@@ -183,21 +183,7 @@ impl UsageApi {
             )
             .exec_without_returning(&txn)
             .await?;
-        if !codes.is_empty() {
-            mp_order::Entity::insert_many(codes.iter().map(|code| mp_order::ActiveModel {
-                order_code: Set(code.clone()),
-                esim: Set(esim_id.clone()),
-                create_time: Set(now),
-            }))
-            .on_conflict(
-                OnConflict::column(mp_order::Column::OrderCode)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .try_insert()
-            .exec_without_returning(&txn)
-            .await?;
-        }
+        store::add_mp_codes(&txn, &esim_id, &codes, now).await?;
         // Snapshots are taken of tracked eSIMs only: a new one has none to read.
         let latest = if tracked_before {
             store::latest_snapshot(&txn, &esim_id).await?

@@ -49,26 +49,44 @@ pub async fn track_new(db: &DatabaseConnection, row: &esim::Model, codes: &[Stri
         return Ok(false);
     }
     if !codes.is_empty() {
-        let inserted = mp_order::Entity::insert_many(codes.iter().map(|code| mp_order::ActiveModel {
-            order_code: Set(code.clone()),
-            esim: Set(row.esim.clone()),
-            create_time: Set(row.create_time),
-        }))
-        .on_conflict(
-            OnConflict::column(mp_order::Column::OrderCode)
-                .do_nothing()
-                .to_owned(),
-        )
-        .try_insert()
-        .exec_without_returning(&txn)
-        .await?;
-        if !matches!(inserted, TryInsertResult::Inserted(n) if n == codes.len() as u64) {
+        let inserted = add_mp_codes(&txn, &row.esim, codes, row.create_time).await?;
+        if inserted != codes.len() as u64 {
             txn.rollback().await?;
             return Ok(false);
         }
     }
     txn.commit().await?;
     Ok(true)
+}
+
+/// Records `codes` as `esim`'s MP order codes; a code recorded already is left as it is.
+/// Returns how many were new.
+pub async fn add_mp_codes<C: ConnectionTrait>(
+    db: &C,
+    esim: &str,
+    codes: &[String],
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    if codes.is_empty() {
+        return Ok(0);
+    }
+    let inserted = mp_order::Entity::insert_many(codes.iter().map(|code| mp_order::ActiveModel {
+        order_code: Set(code.clone()),
+        esim: Set(esim.to_owned()),
+        create_time: Set(now),
+    }))
+    .on_conflict(
+        OnConflict::column(mp_order::Column::OrderCode)
+            .do_nothing()
+            .to_owned(),
+    )
+    .try_insert()
+    .exec_without_returning(db)
+    .await?;
+    Ok(match inserted {
+        TryInsertResult::Inserted(n) => n,
+        _ => 0,
+    })
 }
 
 /// [`track_new`] as one data-modifying `WITH`, atomic as a statement: one round trip instead of
