@@ -117,6 +117,18 @@ impl Running {
         rb
     }
 
+    /// GET an admin route (`/_sandbox/...`) and its JSON body.
+    pub async fn admin_get(&self, path: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn mp_get(&self, path: &str, query: &[(&str, &str)]) -> Value {
         let r = self
             .mp_request("GET", path, query, None, MP_SECRET)

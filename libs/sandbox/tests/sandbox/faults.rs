@@ -101,15 +101,7 @@ async fn latency_and_timeout() {
         mean >= Duration::from_millis(300) && mean <= t0.elapsed(),
         "{mean:?}"
     );
-    let listed: serde_json::Value = s
-        .http
-        .get(s.url("/_sandbox/held"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = s.admin_get("/_sandbox/held").await;
     assert_eq!(listed["sft.login"]["calls"], 1, "{listed}");
     assert_eq!(listed["sft.login"]["total_us"], held.total_us);
 
@@ -201,15 +193,7 @@ async fn admin_routes() {
     let f = s.sandbox.faults();
     assert_eq!(f["fms.preOrderPackage"].status, Some(503));
     assert_eq!(f["fms.preOrderPackage"].phase, FaultPhase::After);
-    let all: Value = s
-        .http
-        .get(s.url("/_sandbox/faults"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = s.admin_get("/_sandbox/faults").await;
     assert_eq!(all["fms.preOrderPackage"]["status"], 503);
     let bad = s
         .http
@@ -224,25 +208,9 @@ async fn admin_routes() {
 
     s.mp_get("v2/productList", &[]).await;
     s.mp_get("v2/productList", &[]).await;
-    let calls: Value = s
-        .http
-        .get(s.url("/_sandbox/calls"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let calls: Value = s.admin_get("/_sandbox/calls").await;
     assert_eq!(calls["mp.productList"], 2);
-    let one: Value = s
-        .http
-        .get(s.url("/_sandbox/calls/mp.productList"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = s.admin_get("/_sandbox/calls/mp.productList").await;
     assert_eq!(one, json!({"endpoint": "mp.productList", "count": 2}));
     s.http.delete(s.url("/_sandbox/calls")).send().await.unwrap();
     assert_eq!(s.sandbox.call_count("mp.productList"), 0);
@@ -261,15 +229,7 @@ async fn admin_routes() {
     assert!(c["offset_secs"].as_f64().unwrap() >= 660.0);
     assert!(s.sandbox.now() - before >= chrono::TimeDelta::seconds(660));
 
-    let st: Value = s
-        .http
-        .get(s.url("/_sandbox/state"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let st: Value = s.admin_get("/_sandbox/state").await;
     assert_eq!(st["sft"]["available"], 200);
     assert_eq!(st["mp"]["orders"], 0);
     let h = s.http.get(s.url("/_sandbox/health")).send().await.unwrap();
