@@ -27,13 +27,27 @@ const SQLITE_JOURNAL_SIZE_LIMIT: &str = "67108864";
 /// timeout so concurrent writers wait instead of failing, a journal size limit, and foreign
 /// keys; the directory of the file is created if missing.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    if url.starts_with("sqlite:") {
+        create_sqlite_parent_dir(url)?;
+    }
+    let db = Database::connect(connect_options(url)).await?;
+    tracing::info!(database = %redact_url(url), backend = ?db.get_database_backend(), "database connected");
+    Ok(db)
+}
+
+fn connect_options(url: &str) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10));
+        .acquire_timeout(Duration::from_secs(10))
+        // No idle timeout and no lifetime, so sqlx starts no reaper task: in sqlx 0.9.0 its idle
+        // count can wrap below zero under churn and the reaper then spins a core for good
+        // (sqlx issue 3645, seen here once as a hung test run). Dead connections are still
+        // caught, because sqlx tests each one before handing it out.
+        .idle_timeout(None::<Duration>)
+        .max_lifetime(None::<Duration>);
     if url.starts_with("sqlite:") {
-        create_sqlite_parent_dir(url)?;
         // SQLite serialises writers anyway; a small pool lets readers run beside one writer.
         options
             .max_connections(4)
@@ -47,9 +61,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     } else {
         options.max_connections(8);
     }
-    let db = Database::connect(options).await?;
-    tracing::info!(database = %redact_url(url), backend = ?db.get_database_backend(), "database connected");
-    Ok(db)
+    options
 }
 
 /// Connects and, when `migrate` is set, applies the pending migrations of `M`.
@@ -267,6 +279,15 @@ mod tests {
             manager
                 .drop_table(Table::drop().table("widgets").to_owned())
                 .await
+        }
+    }
+
+    #[test]
+    fn pools_start_no_reaper() {
+        for url in ["sqlite://data/x.db?mode=rwc", "postgres://postgres@127.0.0.1/x"] {
+            let options = connect_options(url);
+            assert_eq!(options.get_idle_timeout(), Some(None), "{url}");
+            assert_eq!(options.get_max_lifetime(), Some(None), "{url}");
         }
     }
 
