@@ -271,6 +271,78 @@ where
     .total
 }
 
+/// An open load: call `i` is due `i / rate` seconds after the start and its latency counts from
+/// then, late or not, so a slow answer cannot hide by making callers wait. `callers` bounds the
+/// calls in flight (a call is late when all are busy). Calls due in the first `warmup` are made
+/// but not measured; the rate reported is the one achieved over the measured calls.
+pub async fn paced<F, Fut, T, E>(
+    label: &str,
+    rate: f64,
+    callers: usize,
+    warmup: Duration,
+    duration: Duration,
+    call: F,
+) -> LoadReport
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    E: Display,
+{
+    assert!(rate > 0.0, "a paced run needs a positive rate");
+    let calls = ((warmup + duration).as_secs_f64() * rate).ceil() as u64;
+    let warmup_calls = (warmup.as_secs_f64() * rate).ceil() as u64;
+    let start = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let call = Arc::new(call);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let (next, call) = (next.clone(), call.clone());
+        tasks.spawn(async move {
+            let mut tally = (histogram(), 0u64, 0u64, None::<String>);
+            let mut last_done = start;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= calls {
+                    break;
+                }
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let result = call().await;
+                if i < warmup_calls {
+                    continue;
+                }
+                last_done = Instant::now();
+                tally.0.saturating_record(micros(due.elapsed()));
+                match result {
+                    Ok(_) => tally.1 += 1,
+                    Err(err) => {
+                        tally.2 += 1;
+                        tally.3.get_or_insert(err.to_string());
+                    }
+                }
+            }
+            (tally, last_done)
+        });
+    }
+    let mut merged: Tally = vec![(histogram(), 0, 0, None)];
+    let mut end = start;
+    while let Some(joined) = tasks.join_next().await {
+        let (tally, last_done) = joined.expect("caller task");
+        merge(&mut merged, vec![tally]);
+        end = end.max(last_done);
+    }
+    let (histogram, ok, errors, first_error) = merged.remove(0);
+    let measured_from = start + Duration::from_secs_f64(warmup_calls as f64 / rate);
+    let secs = end
+        .saturating_duration_since(measured_from)
+        .as_secs_f64()
+        .max(f64::EPSILON);
+    LoadReport {
+        first_error,
+        ..LoadReport::from_histogram(label, &histogram, ok, errors, secs)
+    }
+}
+
 /// Several targets measured in turns: after one warm-up each, every round gives each target a
 /// `slice` of load (its first tenth not measured), until each has had `duration`. A machine
 /// whose speed drifts (other tenants, frequency scaling) then slows every target alike, so
@@ -374,6 +446,28 @@ impl Samples {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn paced_runs_hold_the_rate_and_count_lateness() {
+        // 200 calls/s for 0.5 s measured; every call takes 20 ms, so 8 callers (up to 400
+        // calls/s) keep up and 2 (at most 100/s) fall ever further behind.
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok::<_, String>(())
+        };
+        let (warmup, duration) = (Duration::from_millis(100), Duration::from_millis(500));
+        let keeping_up = paced("keeping up", 200.0, 8, warmup, duration, slow).await;
+        assert_eq!((keeping_up.ok, keeping_up.errors), (100, 0), "{keeping_up}");
+        assert!((150.0..=230.0).contains(&keeping_up.rps), "{keeping_up}");
+        let behind = paced("behind", 200.0, 2, warmup, duration, slow).await;
+        assert_eq!(behind.ok, 100, "{behind}");
+        assert!(behind.rps < 120.0, "{behind}");
+        // The last calls were due ~0.5 s before they could start.
+        assert!(
+            behind.max_us > 300_000 && behind.p50_us > keeping_up.p99_us,
+            "{behind} / {keeping_up}"
+        );
+    }
 
     #[tokio::test]
     async fn interleaved_targets_take_turns_round_by_round() {
