@@ -1,19 +1,24 @@
 //! Database connection and migrations, for SQLite (embedded, the local default) and PostgreSQL
 //! (production). Services own their tables; this module only connects and migrates.
 
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
-    Alias, CommonTableExpression, Expr, ExprTrait, InsertStatement, Query, SubQueryStatement,
+    Alias, CommonTableExpression, Expr, ExprTrait, InsertStatement, Query, SelectStatement,
+    SubQueryStatement, Values,
 };
 use sea_orm::{
     ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, Iterable, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
-    sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
+    DatabaseTransaction, DbErr, EntityTrait, Iterable, QueryResult, RuntimeErr, SqliteTransactionMode,
+    StatementBuilder, TransactionOptions, TransactionTrait,
+    sqlx::{
+        self,
+        sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
+    },
 };
 use sea_orm_migration::MigratorTrait;
+use sea_query_sqlx::SqlxValues;
 
 use crate::config::redact_url;
 
@@ -77,10 +82,37 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
     Ok(db)
 }
 
-/// `INSERT INTO <model's table> (<its set columns>) SELECT <their values> [FROM from]`: one
-/// row, or one per row of `from` (none when it is empty), for statements that insert only what
-/// an earlier part of the same statement produced (PostgreSQL's data-modifying `WITH`).
-pub fn insert_from<A: ActiveModelTrait>(model: A, from: Option<Alias>) -> Result<InsertStatement, DbErr> {
+/// Where the rows of an `INSERT … SELECT` come from.
+#[derive(Debug, Clone)]
+pub enum RowsFrom {
+    /// The values alone: one row.
+    Values,
+    /// One per row of `name`, an earlier part of the same statement (PostgreSQL's
+    /// data-modifying `WITH`): none when it produced none.
+    Cte(Alias),
+    /// One row if the statement just before, in the same SQLite batch ([`sqlite_atomic`]),
+    /// changed exactly one row (SQLite's `changes()`); none otherwise.
+    PreviousChangedOne,
+}
+
+impl RowsFrom {
+    /// Applies the source to the `SELECT` of the row's values.
+    pub fn apply(&self, row: &mut SelectStatement) {
+        match self {
+            Self::Values => {}
+            Self::Cte(name) => {
+                row.from(name.clone());
+            }
+            Self::PreviousChangedOne => {
+                row.and_where(Expr::cust("changes() = 1"));
+            }
+        }
+    }
+}
+
+/// `INSERT INTO <model's table> (<its set columns>) SELECT <their values> …`, the rows taken
+/// as `from` says: for statements that insert only what an earlier one produced.
+pub fn insert_from<A: ActiveModelTrait>(model: A, from: RowsFrom) -> Result<InsertStatement, DbErr> {
     let mut columns = Vec::new();
     let mut row = Query::select();
     for column in <A::Entity as EntityTrait>::Column::iter() {
@@ -89,15 +121,61 @@ pub fn insert_from<A: ActiveModelTrait>(model: A, from: Option<Alias>) -> Result
             row.expr(Expr::val(value));
         }
     }
-    if let Some(from) = from {
-        row.from(from);
-    }
+    from.apply(&mut row);
     Ok(Query::insert()
         .into_table(A::Entity::default())
         .columns(columns)
         .select_from(row)
         .map_err(|e| DbErr::Custom(e.to_string()))?
         .to_owned())
+}
+
+/// SQLite: runs `statements` as one write transaction (`BEGIN IMMEDIATE; …; COMMIT`) in a single
+/// call to the connection's worker thread, returning the rows they returned (`RETURNING`), in
+/// order. sqlx runs each SQLite connection on a thread of its own, so every call is a round trip
+/// between threads; a transaction of two statements made with [`begin_write`] takes four.
+///
+/// This relies on sqlx running every statement of a multi-statement SQLite query, binding the
+/// `?` arguments in turn (sqlx 0.9; its issue 3108 may drop that in a later version, which the
+/// SQLite tests of the callers would show).
+///
+/// A statement that fails leaves the transaction open on its connection, so it is rolled back
+/// there before the connection goes back to the pool, or the connection is closed if that fails
+/// too. This runs as a task of its own: a caller that stops waiting cannot skip the rollback.
+/// Panics if `db` is not SQLite.
+pub async fn sqlite_atomic(
+    db: &DatabaseConnection,
+    statements: &[&dyn StatementBuilder],
+) -> Result<Vec<QueryResult>, DbErr> {
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    let mut values = Vec::new();
+    for statement in statements {
+        let built = statement.build(&DatabaseBackend::Sqlite);
+        sql.push_str(&built.sql);
+        sql.push_str(";\n");
+        values.extend(built.values.map(|v| v.0).unwrap_or_default());
+    }
+    sql.push_str("COMMIT");
+    let pool = db.get_sqlite_connection_pool().clone();
+    tokio::spawn(async move {
+        let mut conn = pool.acquire().await.map_err(exec_err)?;
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), SqlxValues(Values(values)))
+            .fetch_all(&mut *conn)
+            .await;
+        if rows.is_err() && sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+            // No transaction to roll back (SQLite ended it itself, or BEGIN failed) or a broken
+            // connection: either way it is not to be reused as it is.
+            let _ = conn.close().await;
+        }
+        rows.map(|rows| rows.into_iter().map(QueryResult::from).collect())
+            .map_err(exec_err)
+    })
+    .await
+    .map_err(|err| DbErr::Custom(format!("SQLite batch task: {err}")))?
+}
+
+fn exec_err(err: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))
 }
 
 /// `name AS (statement)`, for a data-modifying `WITH` (PostgreSQL).
@@ -245,7 +323,7 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm::{ConnectionTrait, SqlErr, Statement};
     use sea_orm_migration::prelude::*;
 
     use super::*;
@@ -314,6 +392,81 @@ mod tests {
             .unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(Migrator::get_applied_migrations(&db).await.unwrap().len(), 1);
+    }
+
+    async fn widgets(db: &DatabaseConnection) -> Vec<i64> {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "SELECT id FROM widgets ORDER BY id",
+            ))
+            .await
+            .unwrap();
+        rows.iter().map(|row| row.try_get::<i64>("", "id").unwrap()).collect()
+    }
+
+    fn insert_widget(id: i64, from: RowsFrom) -> InsertStatement {
+        let mut row = Query::select();
+        row.expr(Expr::val(id));
+        from.apply(&mut row);
+        Query::insert()
+            .into_table(Alias::new("widgets"))
+            .columns([Alias::new("id")])
+            .select_from(row)
+            .unwrap()
+            .returning_col(Alias::new("id"))
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_batch_commits_all_or_nothing_and_leaves_no_transaction_open() {
+        let database = testing::fresh_sqlite().unwrap();
+        let db = connect_and_migrate::<Migrator>(&database.url, true).await.unwrap();
+        let (one, two) = (insert_widget(1, RowsFrom::Values), insert_widget(2, RowsFrom::Values));
+
+        let returned = sqlite_atomic(&db, &[&one, &two]).await.unwrap();
+        let ids: Vec<i64> = returned.iter().map(|r| r.try_get("", "id").unwrap()).collect();
+        assert_eq!(ids, [1, 2]);
+
+        // 3 is inserted, then 1 violates the key: the batch fails and 3 is rolled back.
+        let three = insert_widget(3, RowsFrom::Values);
+        let err = sqlite_atomic(&db, &[&three, &one]).await.unwrap_err();
+        assert!(
+            matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+            "{err:?}"
+        );
+        assert_eq!(widgets(&db).await, [1, 2]);
+
+        // Every pooled connection still takes a transaction: none was left inside one.
+        for id in 10..20 {
+            let insert = insert_widget(id, RowsFrom::Values);
+            sqlite_atomic(&db, &[&insert]).await.unwrap();
+        }
+        begin_write(&db).await.unwrap().commit().await.unwrap();
+        assert_eq!(widgets(&db).await.len(), 12);
+    }
+
+    #[tokio::test]
+    async fn a_guarded_insert_follows_only_a_statement_that_changed_one_row() {
+        let database = testing::fresh_sqlite().unwrap();
+        let db = connect_and_migrate::<Migrator>(&database.url, true).await.unwrap();
+        let seed = insert_widget(1, RowsFrom::Values);
+        sqlite_atomic(&db, &[&seed]).await.unwrap();
+        let bump = |from: i64| {
+            Query::update()
+                .table(Alias::new("widgets"))
+                .value(Alias::new("id"), from + 1)
+                .and_where(Expr::col(Alias::new("id")).eq(from))
+                .to_owned()
+        };
+
+        let (missed, guarded) = (bump(5), insert_widget(100, RowsFrom::PreviousChangedOne));
+        assert!(sqlite_atomic(&db, &[&missed, &guarded]).await.unwrap().is_empty());
+        assert_eq!(widgets(&db).await, [1]);
+
+        let hit = bump(1);
+        assert_eq!(sqlite_atomic(&db, &[&hit, &guarded]).await.unwrap().len(), 1);
+        assert_eq!(widgets(&db).await, [2, 100]);
     }
 
     /// Idempotency keys as every service stores them: written through an entity, so the test

@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use esim_runtime::db::{cte, insert_from};
+use esim_runtime::db::{RowsFrom, cte, insert_from, sqlite_atomic};
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, Func, OnConflict, Query, WithClause};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    DatabaseTransaction, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr,
     TryInsertResult,
 };
 use tokio::sync::{Mutex, MutexGuard, broadcast};
@@ -215,7 +215,7 @@ impl Store {
             // and the order and its event are inserted only from the row it claimed.
             use idempotency_key::Column as K;
             let (claimed, ordered) = (Alias::new("claimed"), Alias::new("ordered"));
-            let mut claim = insert_from(key, None)?;
+            let mut claim = insert_from(key, RowsFrom::Values)?;
             claim
                 .on_conflict(
                     OnConflict::columns([K::Scope, K::RequestId])
@@ -223,9 +223,9 @@ impl Store {
                         .to_owned(),
                 )
                 .returning_col(K::RequestId);
-            let mut insert_order = insert_from(order_row, Some(claimed.clone()))?;
+            let mut insert_order = insert_from(order_row, RowsFrom::Cte(claimed.clone()))?;
             insert_order.returning_col(order::Column::Id);
-            let mut insert_event = insert_from(event_row, Some(ordered.clone()))?;
+            let mut insert_event = insert_from(event_row, RowsFrom::Cte(ordered.clone()))?;
             insert_event.returning_col(order_event::Column::Sequence);
             let statement = WithClause::new()
                 .cte(cte(claim, claimed))
@@ -236,17 +236,21 @@ impl Store {
                 return Ok(false);
             }
         } else {
+            // One call to SQLite's thread instead of five: a key that exists already fails the
+            // batch with a unique violation, and it writes nothing.
+            let (key, order, event) = (
+                insert_from(key, RowsFrom::Values)?,
+                insert_from(order_row, RowsFrom::Values)?,
+                insert_from(event_row, RowsFrom::Values)?,
+            );
             let _gate = self.gate().await;
-            let Some(tx) = self.begin_claimed(key).await? else {
-                return Ok(false);
-            };
-            order::Entity::insert(order_row)
-                .exec_without_returning(&tx)
-                .await?;
-            order_event::Entity::insert(event_row)
-                .exec_without_returning(&tx)
-                .await?;
-            tx.commit().await?;
+            match sqlite_atomic(&self.db, &[&key, &order, &event]).await {
+                Ok(_) => {}
+                Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    return Ok(false);
+                }
+                Err(err) => return Err(err.into()),
+            }
         }
         self.publish(event, &row);
         Ok(true)
@@ -338,7 +342,7 @@ impl Store {
             let mut update = update.into_query();
             update.returning_col(order::Column::Id);
             let updated = Alias::new("updated");
-            let insert = Self::event_insert(&event, Some(updated.clone()))?;
+            let insert = Self::event_insert(&event, RowsFrom::Cte(updated.clone()))?;
             let statement = WithClause::new()
                 .cte(cte(update, updated))
                 .to_owned()
@@ -346,18 +350,12 @@ impl Store {
             let rows = self.db.query_all(&statement).await?;
             Self::sequence_of(rows.first())?
         } else {
-            let tx = esim_runtime::db::begin_write(&self.db).await?;
-            if update.exec(&tx).await?.rows_affected != 1 {
-                tx.rollback().await?;
-                return Ok(None);
-            }
-            let rows = tx.query_all(&Self::event_insert(&event, None)?).await?;
-            // Without a FROM the insert always writes its row; no sequence back is a fault, and
-            // the dropped transaction takes the UPDATE back with it.
-            let sequence = Self::sequence_of(rows.first())?
-                .ok_or_else(|| crate::error::OrderingError::Internal("no event sequence returned".into()))?;
-            tx.commit().await?;
-            Some(sequence)
+            // One call to SQLite's thread instead of four (BEGIN, UPDATE, INSERT, COMMIT): the
+            // event is inserted only if the UPDATE changed the row, so a stale `version` writes
+            // neither.
+            let insert = Self::event_insert(&event, RowsFrom::PreviousChangedOne)?;
+            let rows = sqlite_atomic(&self.db, &[&update.into_query(), &insert]).await?;
+            Self::sequence_of(rows.first())?
         };
         let Some(sequence) = appended else {
             return Ok(None);
@@ -372,7 +370,7 @@ impl Store {
     /// that appends an event holds its order's row, so the next sequence cannot be taken twice.
     fn event_insert(
         event: &order_event::Model,
-        from: Option<Alias>,
+        from: RowsFrom,
     ) -> Result<sea_orm::sea_query::InsertStatement> {
         use order_event::Column as C;
         use sea_orm::sea_query::ExprTrait;
@@ -394,9 +392,7 @@ impl Store {
             .expr(Expr::val(event.state.as_str()))
             .expr(Expr::val(event.reason.as_str()))
             .expr(Expr::val(event.create_time));
-        if let Some(from) = from {
-            row.from(from);
-        }
+        from.apply(&mut row);
         Ok(Query::insert()
             .into_table(order_event::Entity)
             .columns([

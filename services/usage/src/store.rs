@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, WithClause};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, InsertStatement, OnConflict, Query, WithClause};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
-    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement,
-    TryInsertResult, Value,
+    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr,
+    Statement, StatementBuilder, Value,
 };
 
 use crate::entity::{alert, daily, esim, mp_order, snapshot};
@@ -33,30 +33,33 @@ pub async fn find_esim<C: ConnectionTrait>(db: &C, id: &str) -> Result<Option<es
 
 /// Starts tracking `row`, an eSIM not tracked before, with its MP order `codes`, all or
 /// nothing. False (nothing written) when the eSIM is tracked already or a code is taken: the
-/// caller then reads what is there. A new eSIM costs two writes and no read; on PostgreSQL, one
-/// statement.
+/// caller then reads what is there. A new eSIM costs two writes and no read, made in one call:
+/// one statement on PostgreSQL, one batch on SQLite.
 pub async fn track_new(db: &DatabaseConnection, row: &esim::Model, codes: &[String]) -> Result<bool> {
     if db.get_database_backend() == DatabaseBackend::Postgres {
         return track_new_in_one_statement(db, row, codes).await;
     }
-    let txn = esim_runtime::db::begin_write(db).await?;
-    let inserted = esim::Entity::insert(esim::ActiveModel::from(row.clone()).reset_all())
-        .on_conflict_do_nothing()
-        .exec_without_returning(&txn)
-        .await?;
-    if !matches!(inserted, TryInsertResult::Inserted(1)) {
-        txn.rollback().await?;
-        return Ok(false);
+    // One call to SQLite's thread instead of four (BEGIN, two INSERTs, COMMIT): an eSIM tracked
+    // already or a code taken fails the batch with a unique violation, and it writes nothing.
+    let insert_esim = esim::Entity::insert(esim::ActiveModel::from(row.clone()).reset_all()).into_query();
+    let insert_codes = (!codes.is_empty()).then(|| mp_codes_insert(&row.esim, codes, row.create_time));
+    let mut statements: Vec<&dyn StatementBuilder> = vec![&insert_esim];
+    statements.extend(insert_codes.as_ref().map(|s| s as &dyn StatementBuilder));
+    match esim_runtime::db::sqlite_atomic(db, &statements).await {
+        Ok(_) => Ok(true),
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+        Err(err) => Err(err.into()),
     }
-    if !codes.is_empty() {
-        let inserted = add_mp_codes(&txn, &row.esim, codes, row.create_time).await?;
-        if inserted != codes.len() as u64 {
-            txn.rollback().await?;
-            return Ok(false);
-        }
-    }
-    txn.commit().await?;
-    Ok(true)
+}
+
+/// `INSERT` of `codes` as `esim`'s MP order codes.
+fn mp_codes_insert(esim: &str, codes: &[String], now: DateTime<Utc>) -> InsertStatement {
+    mp_order::Entity::insert_many(codes.iter().map(|code| mp_order::ActiveModel {
+        order_code: Set(code.clone()),
+        esim: Set(esim.to_owned()),
+        create_time: Set(now),
+    }))
+    .into_query()
 }
 
 /// Records `codes` as `esim`'s MP order codes; a code recorded already is left as it is.
@@ -70,23 +73,13 @@ pub async fn add_mp_codes<C: ConnectionTrait>(
     if codes.is_empty() {
         return Ok(0);
     }
-    let inserted = mp_order::Entity::insert_many(codes.iter().map(|code| mp_order::ActiveModel {
-        order_code: Set(code.clone()),
-        esim: Set(esim.to_owned()),
-        create_time: Set(now),
-    }))
-    .on_conflict(
+    let mut insert = mp_codes_insert(esim, codes, now);
+    insert.on_conflict(
         OnConflict::column(mp_order::Column::OrderCode)
             .do_nothing()
             .to_owned(),
-    )
-    .try_insert()
-    .exec_without_returning(db)
-    .await?;
-    Ok(match inserted {
-        TryInsertResult::Inserted(n) => n,
-        _ => 0,
-    })
+    );
+    Ok(db.execute(&insert).await?.rows_affected())
 }
 
 /// [`track_new`] as one data-modifying `WITH`, atomic as a statement: one round trip instead of
@@ -96,7 +89,7 @@ async fn track_new_in_one_statement(
     row: &esim::Model,
     codes: &[String],
 ) -> Result<bool> {
-    use esim_runtime::db::{cte, insert_from};
+    use esim_runtime::db::{RowsFrom, cte, insert_from};
     let (free, tracked) = (Alias::new("free"), Alias::new("tracked"));
     // One row when no code is taken yet; a code taken after this read (a race between two
     // eSIMs over one code) fails the codes' insert below, and with it the whole statement.
@@ -111,7 +104,7 @@ async fn track_new_in_one_statement(
         .to_owned();
     let mut insert_esim = insert_from(
         esim::ActiveModel::from(row.clone()).reset_all(),
-        Some(free.clone()),
+        RowsFrom::Cte(free.clone()),
     )?;
     insert_esim
         .on_conflict(OnConflict::column(esim::Column::Esim).do_nothing().to_owned())
@@ -126,7 +119,7 @@ async fn track_new_in_one_statement(
                 esim: Set(row.esim.clone()),
                 create_time: Set(row.create_time),
             },
-            Some(tracked.clone()),
+            RowsFrom::Cte(tracked.clone()),
         )?;
         with.cte(cte(insert_code, Alias::new(format!("code_{i}"))));
     }
