@@ -26,6 +26,9 @@ use crate::config::redact_url;
 /// without bound (64 MiB).
 const SQLITE_JOURNAL_SIZE_LIMIT: &str = "67108864";
 
+/// How long a pooled connection sits idle before it is pinged on its way out of the pool.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`).
 ///
 /// SQLite gets WAL mode with `synchronous=NORMAL` (durable at checkpoints, fast commits), a busy
@@ -49,9 +52,13 @@ fn connect_options(url: &str) -> ConnectOptions {
         // No idle timeout and no lifetime, so sqlx starts no reaper task: in sqlx 0.9.0 its idle
         // count can wrap below zero under churn and the reaper then spins a core for good
         // (sqlx issue 3645, seen here once as a hung test run). Dead connections are still
-        // caught, because sqlx tests each one before handing it out.
+        // caught by the pings below.
         .idle_timeout(None::<Duration>)
-        .max_lifetime(None::<Duration>);
+        .max_lifetime(None::<Duration>)
+        // sqlx pings a connection when it goes back to the pool and, by default, again when it
+        // is taken out: a second round trip per statement. One just returned is alive; only one
+        // that sat idle (the server may have restarted meanwhile) is worth a ping.
+        .test_before_acquire_if_idle_for(PING_WHEN_IDLE_FOR);
     if url.starts_with("sqlite:") {
         // SQLite serialises writers anyway; a small pool lets readers run beside one writer.
         options
@@ -361,11 +368,12 @@ mod tests {
     }
 
     #[test]
-    fn pools_start_no_reaper() {
+    fn pools_start_no_reaper_and_ping_only_idle_connections() {
         for url in ["sqlite://data/x.db?mode=rwc", "postgres://postgres@127.0.0.1/x"] {
             let options = connect_options(url);
             assert_eq!(options.get_idle_timeout(), Some(None), "{url}");
             assert_eq!(options.get_max_lifetime(), Some(None), "{url}");
+            assert!(!options.get_test_before_acquire(), "{url}");
         }
     }
 
@@ -402,7 +410,9 @@ mod tests {
             ))
             .await
             .unwrap();
-        rows.iter().map(|row| row.try_get::<i64>("", "id").unwrap()).collect()
+        rows.iter()
+            .map(|row| row.try_get::<i64>("", "id").unwrap())
+            .collect()
     }
 
     fn insert_widget(id: i64, from: RowsFrom) -> InsertStatement {
@@ -421,8 +431,13 @@ mod tests {
     #[tokio::test]
     async fn a_sqlite_batch_commits_all_or_nothing_and_leaves_no_transaction_open() {
         let database = testing::fresh_sqlite().unwrap();
-        let db = connect_and_migrate::<Migrator>(&database.url, true).await.unwrap();
-        let (one, two) = (insert_widget(1, RowsFrom::Values), insert_widget(2, RowsFrom::Values));
+        let db = connect_and_migrate::<Migrator>(&database.url, true)
+            .await
+            .unwrap();
+        let (one, two) = (
+            insert_widget(1, RowsFrom::Values),
+            insert_widget(2, RowsFrom::Values),
+        );
 
         let returned = sqlite_atomic(&db, &[&one, &two]).await.unwrap();
         let ids: Vec<i64> = returned.iter().map(|r| r.try_get("", "id").unwrap()).collect();
@@ -449,7 +464,9 @@ mod tests {
     #[tokio::test]
     async fn a_guarded_insert_follows_only_a_statement_that_changed_one_row() {
         let database = testing::fresh_sqlite().unwrap();
-        let db = connect_and_migrate::<Migrator>(&database.url, true).await.unwrap();
+        let db = connect_and_migrate::<Migrator>(&database.url, true)
+            .await
+            .unwrap();
         let seed = insert_widget(1, RowsFrom::Values);
         sqlite_atomic(&db, &[&seed]).await.unwrap();
         let bump = |from: i64| {
