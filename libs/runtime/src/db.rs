@@ -1,7 +1,14 @@
 //! Database connection and migrations, for SQLite (embedded, the local default) and PostgreSQL
 //! (production). Services own their tables; this module only connects and migrates.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
@@ -137,6 +144,19 @@ pub fn insert_from<A: ActiveModelTrait>(model: A, from: RowsFrom) -> Result<Inse
         .to_owned())
 }
 
+static SQLITE_BATCHES: AtomicU64 = AtomicU64::new(0);
+static SQLITE_BATCHED_STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many [`sqlite_atomic`] batches this process has run, and how many statements they held
+/// (BEGIN and COMMIT not counted). sea-orm's metric callback does not see them: they go to
+/// sqlx directly.
+pub fn sqlite_batches() -> (u64, u64) {
+    (
+        SQLITE_BATCHES.load(Ordering::Relaxed),
+        SQLITE_BATCHED_STATEMENTS.load(Ordering::Relaxed),
+    )
+}
+
 /// SQLite: runs `statements` as one write transaction (`BEGIN IMMEDIATE; …; COMMIT`) in a single
 /// call to the connection's worker thread, returning the rows they returned (`RETURNING`), in
 /// order. sqlx runs each SQLite connection on a thread of its own, so every call is a round trip
@@ -154,6 +174,8 @@ pub async fn sqlite_atomic(
     db: &DatabaseConnection,
     statements: &[&dyn StatementBuilder],
 ) -> Result<Vec<QueryResult>, DbErr> {
+    SQLITE_BATCHES.fetch_add(1, Ordering::Relaxed);
+    SQLITE_BATCHED_STATEMENTS.fetch_add(statements.len() as u64, Ordering::Relaxed);
     let mut sql = String::from("BEGIN IMMEDIATE;\n");
     let mut values = Vec::new();
     for statement in statements {
