@@ -5,7 +5,8 @@
 //!
 //! On PostgreSQL a new order with its key and event, and an order's change with its event, are
 //! each one statement (a data-modifying `WITH`): one round trip, and the row lock is held for
-//! that statement only. SQLite has no such `WITH` and runs them as a transaction.
+//! that statement only. SQLite has no such `WITH` and runs them as a transaction, sent as one
+//! batch ([`esim_runtime::db::sqlite_atomic`]): one call to sqlx's SQLite thread.
 //!
 //! On SQLite every write takes an in-process gate first: SQLite has one writer, and a writer
 //! waiting in `BEGIN IMMEDIATE` sleeps in the busy handler (1, 2, 5, 10... ms) while holding one
