@@ -883,13 +883,15 @@ impl OrderingApi {
         };
         // Registered before the first read, so no event committed meanwhile is missed.
         let mut committed = self.saga.store.watch(&id);
-        // The events first, then the row (at least as new as they are): the first batch is read
-        // here, with the existence check.
-        let first = match &cursor {
-            Ok(c) => self.events(&id, *c).await?,
-            Err(_) => Vec::new(),
-        };
-        let row = self.load(&id).await?;
+        // The first batch is read here with the row, in one statement (one snapshot), which is
+        // also the existence check: an unknown order is NOT_FOUND whatever the cursor.
+        let after = cursor.as_ref().ok().copied().flatten();
+        let (row, first) = self
+            .saga
+            .store
+            .order_with_events(&id, after, EVENT_BATCH)
+            .await?
+            .ok_or_else(|| OrderingError::NotFound(format!("orders/{id}")))?;
         let mut cursor = cursor?;
         let follow = req.follow_lifecycle;
         let api = self.clone();

@@ -486,6 +486,54 @@ impl Store {
             .await?)
     }
 
+    /// The order with its events after `after` (the first `limit`, oldest first), or with only
+    /// its latest event when `after` is `None`; `None` when there is no such order. One
+    /// statement: the row comes from the same snapshot as the events.
+    pub async fn order_with_events(
+        &self,
+        order_id: &str,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<Option<(order::Model, Vec<order_event::Model>)>> {
+        use sea_orm::{
+            JoinType, Order,
+            sea_query::{ExprTrait, IntoCondition},
+        };
+        // An outer join, so an order with no events to send still comes back. The sequence bound
+        // sits in the join's ON: in the WHERE it would drop that row.
+        let mut events = order::Entity::belongs_to(order_event::Entity)
+            .from(order::Column::Id)
+            .to(order_event::Column::OrderId);
+        if let Some(after) = after {
+            events = events.on_condition(move |_, event| {
+                Expr::col((event, order_event::Column::Sequence))
+                    .gt(after)
+                    .into_condition()
+            });
+        }
+        let (order, limit) = match after {
+            Some(_) => (Order::Asc, limit),
+            None => (Order::Desc, 1),
+        };
+        let rows = order::Entity::find()
+            .filter(order::Column::Id.eq(order_id))
+            .join(JoinType::LeftJoin, events.into())
+            .select_also(order_event::Entity)
+            .order_by(order_event::Column::Sequence, order)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        let mut rows = rows.into_iter();
+        let Some((row, first)) = rows.next() else {
+            return Ok(None);
+        };
+        let events = first
+            .into_iter()
+            .chain(rows.filter_map(|(_, event)| event))
+            .collect();
+        Ok(Some((row, events)))
+    }
+
     /// An order's latest event.
     pub async fn last_event(&self, order_id: &str) -> Result<Option<order_event::Model>> {
         Ok(order_event::Entity::find()

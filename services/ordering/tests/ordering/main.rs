@@ -10,3 +10,4 @@ mod invalid;
 mod lease;
 mod mp;
 mod sft;
+mod store;
