@@ -33,7 +33,8 @@ use crate::config::redact_url;
 /// without bound (64 MiB).
 const SQLITE_JOURNAL_SIZE_LIMIT: &str = "67108864";
 
-/// How long a pooled connection sits idle before it is pinged on its way out of the pool.
+/// How long a pooled SQLite connection sits idle before it is pinged on its way out of the
+/// pool.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`).
@@ -59,16 +60,18 @@ fn connect_options(url: &str) -> ConnectOptions {
         // No idle timeout and no lifetime, so sqlx starts no reaper task: in sqlx 0.9.0 its idle
         // count can wrap below zero under churn and the reaper then spins a core for good
         // (sqlx issue 3645, seen here once as a hung test run). Dead connections are still
-        // caught by the pings below.
+        // caught by sqlx's pings.
         .idle_timeout(None::<Duration>)
-        .max_lifetime(None::<Duration>)
-        // sqlx pings a connection when it goes back to the pool and, by default, again when it
-        // is taken out: a second round trip per statement. One just returned is alive; only one
-        // that sat idle (the server may have restarted meanwhile) is worth a ping.
-        .test_before_acquire_if_idle_for(PING_WHEN_IDLE_FOR);
+        .max_lifetime(None::<Duration>);
     if url.starts_with("sqlite:") {
-        // SQLite serialises writers anyway; a small pool lets readers run beside one writer.
+        // sqlx pings a connection when it goes back to the pool and, by default, again when it
+        // is taken out: a second round trip to the connection's thread per statement. An
+        // embedded database has no server to restart, so one just returned is alive. (On
+        // PostgreSQL the second ping stays: without it, the first statement on each pooled
+        // connection after a server restart fails, see BENCHMARKS.md.)
         options
+            .test_before_acquire_if_idle_for(PING_WHEN_IDLE_FOR)
+            // SQLite serialises writers anyway; a small pool lets readers run beside one writer.
             .max_connections(4)
             .map_sqlx_sqlite_opts(|opts: SqliteConnectOptions| {
                 opts.journal_mode(SqliteJournalMode::Wal)
@@ -390,12 +393,15 @@ mod tests {
     }
 
     #[test]
-    fn pools_start_no_reaper_and_ping_only_idle_connections() {
-        for url in ["sqlite://data/x.db?mode=rwc", "postgres://postgres@127.0.0.1/x"] {
+    fn pools_start_no_reaper_and_ping_on_acquire_where_a_server_can_restart() {
+        for (url, ping_on_acquire) in [
+            ("sqlite://data/x.db?mode=rwc", false),
+            ("postgres://postgres@127.0.0.1/x", true),
+        ] {
             let options = connect_options(url);
             assert_eq!(options.get_idle_timeout(), Some(None), "{url}");
             assert_eq!(options.get_max_lifetime(), Some(None), "{url}");
-            assert!(!options.get_test_before_acquire(), "{url}");
+            assert_eq!(options.get_test_before_acquire(), ping_on_acquire, "{url}");
         }
     }
 
