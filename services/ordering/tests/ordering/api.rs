@@ -89,13 +89,8 @@ async fn watch_streams_every_change_until_active() {
 #[tokio::test]
 async fn list_filters_and_pages_newest_first() {
     for h in harnesses(SandboxConfig::default()).await {
-        // An API-only replica: the orders stay PENDING.
-        let svc = h
-            .start(esim_ordering::SagaConfig {
-                worker_enabled: false,
-                ..saga_config()
-            })
-            .await;
+        // The orders stay PENDING.
+        let svc = h.start_api_only().await;
         let mut client = svc.client.clone();
         let product = h.mp_product().name;
         let mut names = Vec::new();

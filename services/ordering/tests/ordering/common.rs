@@ -316,6 +316,15 @@ impl Harness {
         self.start_with(saga, self.peers.clone()).await
     }
 
+    /// An API-only replica: no saga worker, so orders stay where the API leaves them.
+    pub async fn start_api_only(&self) -> Running {
+        self.start(SagaConfig {
+            worker_enabled: false,
+            ..saga_config()
+        })
+        .await
+    }
+
     /// Starts an ordering service with other peers.
     pub async fn start_with(&self, saga: SagaConfig, peers: Arc<dyn Peers>) -> Running {
         let db = esim_runtime::db::connect_and_migrate::<esim_ordering::migration::Migrator>(

@@ -2,7 +2,6 @@
 //! the version-guarded writes of API calls.
 
 use chrono::Duration;
-use esim_ordering::SagaConfig;
 use esim_ordering::store::Store;
 use esim_proto::ordering::v1 as pb;
 use esim_sandbox::SandboxConfig;
@@ -12,12 +11,7 @@ use crate::common::*;
 #[tokio::test]
 async fn a_lease_has_one_owner_until_it_expires() {
     for h in harnesses(SandboxConfig::default()).await {
-        let svc = h
-            .start(SagaConfig {
-                worker_enabled: false,
-                ..saga_config()
-            })
-            .await;
+        let svc = h.start_api_only().await;
         let mut client = svc.client.clone();
         let created = client
             .create_order(create("lease-1", &h.mp_product().name, "l"))

@@ -1,6 +1,5 @@
 //! The store's reads directly.
 
-use esim_ordering::SagaConfig;
 use esim_ordering::store::Store;
 use esim_proto::ordering::v1 as pb;
 use esim_sandbox::SandboxConfig;
@@ -10,12 +9,7 @@ use crate::common::*;
 #[tokio::test]
 async fn an_order_is_read_with_its_events_in_one_statement() {
     for h in harnesses(SandboxConfig::default()).await {
-        let svc = h
-            .start(SagaConfig {
-                worker_enabled: false,
-                ..saga_config()
-            })
-            .await;
+        let svc = h.start_api_only().await;
         let mut client = svc.client.clone();
         let created = client
             .create_order(create("read-1", &h.mp_product().name, "r"))
