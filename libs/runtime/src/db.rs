@@ -17,8 +17,8 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, Iterable, QueryResult, RuntimeErr, SqliteTransactionMode,
-    StatementBuilder, TransactionOptions, TransactionTrait,
+    DatabaseTransaction, DbErr, EntityTrait, Iterable, QueryResult, RuntimeErr, SqlErr,
+    SqliteTransactionMode, StatementBuilder, TransactionOptions, TransactionTrait,
     sqlx::{
         self,
         sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
@@ -206,6 +206,11 @@ pub async fn sqlite_atomic(
     .map_err(|err| DbErr::Custom(format!("SQLite batch task: {err}")))?
 }
 
+/// Whether `err` is a unique-constraint violation: the key exists already.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
 fn exec_err(err: sqlx::Error) -> DbErr {
     DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))
 }
@@ -355,7 +360,7 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, SqlErr, Statement};
+    use sea_orm::{ConnectionTrait, Statement};
     use sea_orm_migration::prelude::*;
 
     use super::*;
@@ -474,10 +479,7 @@ mod tests {
         // 3 is inserted, then 1 violates the key: the batch fails and 3 is rolled back.
         let three = insert_widget(3, RowsFrom::Values);
         let err = sqlite_atomic(&db, &[&three, &one]).await.unwrap_err();
-        assert!(
-            matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
-            "{err:?}"
-        );
+        assert!(is_unique_violation(&err), "{err:?}");
         assert_eq!(widgets(&db).await, [1, 2]);
 
         // Every pooled connection still takes a transaction: none was left inside one.

@@ -12,7 +12,7 @@ use esim_runtime::api::timestamp;
 use prost::Message;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use sha2::{Digest, Sha256};
 
@@ -265,7 +265,7 @@ async fn remember<C: ConnectionTrait>(db: &C, request: &RequestKey, answer: &pb:
 }
 
 fn is_unique_violation(err: &GatewayError) -> bool {
-    matches!(err, GatewayError::Database(db) if matches!(db.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))))
+    matches!(err, GatewayError::Database(db) if esim_runtime::db::is_unique_violation(db))
 }
 
 /// Runs the mutation `op` once per request id: a retry gets `on_retry` of the first answer,
@@ -549,7 +549,7 @@ pub async fn ensure_bootstrap(db: &DatabaseConnection, key: &str) -> Result<Boot
     {
         Ok(_) => Ok(Bootstrap::Created(name)),
         // Another replica starting at the same moment inserted it first.
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+        Err(err) if esim_runtime::db::is_unique_violation(&err) => {
             existing().await?.ok_or(GatewayError::Database(err))
         }
         Err(err) => Err(err.into()),

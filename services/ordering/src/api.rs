@@ -20,7 +20,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Quer
 use tonic::{Code, Request, Response, Status};
 
 use crate::convert::{self, fingerprint, parse_decimal, parse_money, timestamp};
-use crate::entity::{fms_account, order, order_event, top_up};
+use crate::entity::{fms_account, order, top_up};
 use crate::error::{OrderingError, Result};
 use crate::model::{Provider, State, step};
 use crate::saga::Saga;
@@ -861,13 +861,6 @@ impl OrderingApi {
 
     /// An order's stored events after `cursor` (`None`: only the latest), at most
     /// [`EVENT_BATCH`].
-    async fn events(&self, id: &str, cursor: Option<i64>) -> Result<Vec<order_event::Model>> {
-        match cursor {
-            None => Ok(self.saga.store.last_event(id).await?.into_iter().collect()),
-            Some(after) => self.saga.store.events_after(id, after, EVENT_BATCH).await,
-        }
-    }
-
     async fn watch(&self, req: pb::WatchOrderRequest) -> Result<WatchStream> {
         let id = convert::order_id(&req.name, "name")?;
         let prefix = format!("orders/{id}/events/");
@@ -901,31 +894,30 @@ impl OrderingApi {
                 let tx = tx.clone();
                 async move { tx.send(item).await.is_ok() }
             };
-            let mut first = Some((first, row));
+            let mut first = Some((row, first));
             'read: loop {
-                let (events, row) = match first.take() {
-                    Some((events, row)) => (events, Some(row)),
-                    None => match api.events(&id, cursor).await {
-                        Ok(events) => (events, None),
-                        Err(err) => {
-                            let _ = send(Err(Status::from(err))).await;
-                            return;
-                        }
-                    },
+                let read = match first.take() {
+                    Some(read) => Ok(Some(read)),
+                    None => api.saga.store.order_with_events(&id, cursor, EVENT_BATCH).await,
+                };
+                let (row, events) = match read {
+                    Ok(Some(read)) => read,
+                    Ok(None) => {
+                        let _ =
+                            send(Err(Status::from(OrderingError::NotFound(format!("orders/{id}"))))).await;
+                        return;
+                    }
+                    Err(err) => {
+                        let _ = send(Err(Status::from(err))).await;
+                        return;
+                    }
                 };
                 if cursor.is_none() && events.is_empty() {
                     cursor = Some(0);
                     continue;
                 }
                 if !events.is_empty() {
-                    let order = match row {
-                        Some(row) => api.order_pb(&row).await,
-                        None => match api.load(&id).await {
-                            Ok(row) => api.order_pb(&row).await,
-                            Err(e) => Err(e),
-                        },
-                    };
-                    let order = match order {
+                    let order = match api.order_pb(&row).await {
                         Ok(o) => o,
                         Err(err) => {
                             let _ = send(Err(Status::from(err))).await;

@@ -20,7 +20,7 @@ use esim_runtime::db::{RowsFrom, cte, insert_from, sqlite_atomic};
 use sea_orm::sea_query::{Alias, CaseStatement, Expr, Func, OnConflict, Query, WithClause};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr,
+    DatabaseTransaction, EntityTrait, IdenStatic, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     TryInsertResult,
 };
 use tokio::sync::{Mutex, MutexGuard, broadcast};
@@ -247,7 +247,7 @@ impl Store {
             let _gate = self.gate().await;
             match sqlite_atomic(&self.db, &[&key, &order, &event]).await {
                 Ok(_) => {}
-                Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Err(err) if esim_runtime::db::is_unique_violation(&err) => {
                     return Ok(false);
                 }
                 Err(err) => return Err(err.into()),
@@ -532,18 +532,6 @@ impl Store {
             .chain(rows.filter_map(|(_, event)| event))
             .collect();
         Ok(Some((row, events)))
-    }
-
-    /// An order's latest event.
-    pub async fn last_event(&self, order_id: &str) -> Result<Option<order_event::Model>> {
-        Ok(order_event::Entity::find()
-            .filter(order_event::Column::OrderId.eq(order_id))
-            .order_by_desc(order_event::Column::Sequence)
-            .limit(1)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .next())
     }
 
     /// A customer's FMS account.

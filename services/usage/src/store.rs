@@ -9,7 +9,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, InsertStatement, OnConflict, Query, WithClause};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
-    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr, Statement,
+    DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
     StatementBuilder, Value,
 };
 
@@ -47,7 +47,7 @@ pub async fn track_new(db: &DatabaseConnection, row: &esim::Model, codes: &[Stri
     statements.extend(insert_codes.as_ref().map(|s| s as &dyn StatementBuilder));
     match esim_runtime::db::sqlite_atomic(db, &statements).await {
         Ok(_) => Ok(true),
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+        Err(err) if esim_runtime::db::is_unique_violation(&err) => Ok(false),
         Err(err) => Err(err.into()),
     }
 }
@@ -131,7 +131,7 @@ async fn track_new_in_one_statement(
     );
     match db.query_all(&statement).await {
         Ok(rows) => Ok(!rows.is_empty()),
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+        Err(err) if esim_runtime::db::is_unique_violation(&err) => Ok(false),
         Err(err) => Err(err.into()),
     }
 }
