@@ -208,8 +208,42 @@ impl Provisioning {
             .unwrap_or(chrono::Duration::minutes(10))
     }
 
-    /// Runs the remaining steps of a provision whose lease we hold.
-    async fn run(&self, mut row: esim::Model, rid: &str) -> Result<esim::Model> {
+    /// Runs the remaining steps of a provision whose lease we hold. When a step's database write
+    /// fails, the lease is given back, so the caller's retry resumes from the last recorded step
+    /// (as after a crash) instead of waiting out the lease.
+    async fn run(&self, row: esim::Model, rid: &str) -> Result<esim::Model> {
+        let (id, lease) = (row.id.clone(), row.lease_until);
+        let result = self.run_steps(row, rid).await;
+        if let (Err(ProvisioningError::Database(err)), Some(lease)) = (&result, lease) {
+            tracing::warn!(esim = %id, error = %err, "a provision step could not be recorded; giving its lease back");
+            self.give_back_lease(id, lease);
+        }
+        result
+    }
+
+    /// Clears the lease `until` on eSIM `id` unless someone took it since, retrying in the
+    /// background while the database is still away.
+    fn give_back_lease(&self, id: String, until: chrono::DateTime<Utc>) {
+        let inner = self.inner.clone();
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(200))
+            .with_max_delay(std::time::Duration::from_secs(5))
+            .with_max_times(20)
+            .with_jitter();
+        tokio::spawn(async move {
+            let released = (|| store::release_lease(&inner.db, &id, until))
+                .retry(backoff)
+                .await;
+            match released {
+                Ok(_) => tracing::info!(esim = %id, "provision lease given back"),
+                Err(err) => {
+                    tracing::warn!(esim = %id, error = %err, "provision lease could not be given back; it runs out by itself")
+                }
+            }
+        });
+    }
+
+    async fn run_steps(&self, mut row: esim::Model, rid: &str) -> Result<esim::Model> {
         loop {
             match row.step.as_str() {
                 "claiming" => row = self.claim_step(row, rid).await?,

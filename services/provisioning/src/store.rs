@@ -266,6 +266,18 @@ pub async fn take_lease<C: ConnectionTrait>(db: &C, id: &str, until: DateTime<Ut
     Ok(result.rows_affected == 1)
 }
 
+/// Clears the lease `until` on eSIM `id`, unless another call has taken the lease since;
+/// returns whether it was ours.
+pub async fn release_lease<C: ConnectionTrait>(db: &C, id: &str, until: DateTime<Utc>) -> Result<bool> {
+    let result = esim::Entity::update_many()
+        .col_expr(esim::Column::LeaseUntil, Expr::value(None::<DateTime<Utc>>))
+        .filter(esim::Column::Id.eq(id))
+        .filter(esim::Column::LeaseUntil.eq(until))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
 /// A stored idempotent answer: `(request hash, response)`.
 pub async fn idempotent_answer<C: ConnectionTrait>(db: &C, key: &str) -> Result<Option<(String, Vec<u8>)>> {
     Ok(idempotency::Entity::find()

@@ -3,6 +3,7 @@
 
 use esim_proto::provisioning::v1 as pb;
 use esim_sandbox::Fault;
+use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
 use crate::common::{Harness, databases, state, with_an_activation_timed_out};
@@ -298,6 +299,82 @@ async fn a_provision_cut_off_midway_resumes_with_its_request_id() {
         assert_eq!(state(&done), pb::EsimState::Activated);
         assert_eq!(h.sandbox.call_count(LIFECYCLE), 1);
         assert_eq!(h.sandbox.sft_available_sims(), 1);
+        assert_eq!(
+            h.claims().await,
+            vec![(done.sft_endpoint_id.clone(), "assigned".into())]
+        );
+        h.stop().await;
+    }
+}
+
+/// Makes the database refuse to record that an eSIM reached `step`, as a database outage
+/// between two steps would.
+async fn refuse_recording_step(h: &Harness, step: &str) {
+    let sql = if h.label == "sqlite" {
+        vec![format!(
+            "CREATE TRIGGER refuse_step BEFORE UPDATE ON provisioning_esims WHEN NEW.step = '{step}' \
+             BEGIN SELECT RAISE(ABORT, 'injected outage'); END"
+        )]
+    } else {
+        vec![
+            format!(
+                "CREATE FUNCTION refuse_step() RETURNS trigger AS $$ BEGIN IF NEW.step = '{step}' THEN \
+                 RAISE EXCEPTION 'injected outage'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER refuse_step BEFORE UPDATE ON provisioning_esims FOR EACH ROW \
+             EXECUTE FUNCTION refuse_step()"
+                .to_owned(),
+        ]
+    };
+    for statement in sql {
+        h.db.execute_unprepared(&statement).await.unwrap();
+    }
+}
+
+async fn lease_until(h: &Harness, order: &str) -> Option<String> {
+    let row =
+        h.db.query_one_raw(Statement::from_sql_and_values(
+            h.db.get_database_backend(),
+            if h.label == "sqlite" {
+                "SELECT CAST(lease_until AS TEXT) FROM provisioning_esims WHERE order_name = ?"
+            } else {
+                "SELECT CAST(lease_until AS TEXT) FROM provisioning_esims WHERE order_name = $1"
+            },
+            [order.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<Option<String>>(0).unwrap()
+}
+
+#[tokio::test]
+async fn a_step_that_cannot_be_recorded_gives_its_lease_back_and_a_retry_resumes() {
+    for database in databases().await {
+        let h = Harness::start(database, 2).await;
+        refuse_recording_step(&h, "subscribing").await;
+        let failed = h.provision("outage", "orders/outage").await.unwrap_err();
+        assert_eq!(failed.code(), Code::Unavailable, "{}: {failed:?}", h.label);
+        let drop_trigger = if h.label == "sqlite" {
+            "DROP TRIGGER refuse_step"
+        } else {
+            "DROP TRIGGER refuse_step ON provisioning_esims"
+        };
+        h.db.execute_unprepared(drop_trigger).await.unwrap();
+
+        // The default lease is 10 minutes: only a lease given back lets the retry run now.
+        let mut released = false;
+        for _ in 0..100 {
+            if lease_until(&h, "orders/outage").await.is_none() {
+                released = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(released, "{}: the lease was kept", h.label);
+        let done = h.provision("outage", "orders/outage").await.unwrap();
+        assert_eq!(state(&done), pb::EsimState::Activated, "{}: {done:?}", h.label);
+        assert_eq!(h.sandbox.sft_available_sims(), 1, "{}: no second SIM", h.label);
         assert_eq!(
             h.claims().await,
             vec![(done.sft_endpoint_id.clone(), "assigned".into())]
