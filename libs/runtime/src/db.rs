@@ -4,10 +4,10 @@
 use std::{
     path::Path,
     sync::{
-        Arc,
+        Arc, LazyLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -33,25 +33,29 @@ use crate::config::redact_url;
 /// without bound (64 MiB).
 const SQLITE_JOURNAL_SIZE_LIMIT: &str = "67108864";
 
-/// How long a pooled SQLite connection sits idle before it is pinged on its way out of the
-/// pool.
+/// How long a pooled connection sits idle before it is pinged on its way out of the pool.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`).
 ///
 /// SQLite gets WAL mode with `synchronous=NORMAL` (durable at checkpoints, fast commits), a busy
 /// timeout so concurrent writers wait instead of failing, a journal size limit, and foreign
-/// keys; the directory of the file is created if missing.
+/// keys; the directory of the file is created if missing. A PostgreSQL pool gets a
+/// [`ServerWatch`].
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if url.starts_with("sqlite:") {
         create_sqlite_parent_dir(url)?;
     }
-    let db = Database::connect(connect_options(url)).await?;
+    let watch = ServerWatch::default();
+    let db = Database::connect(connect_options(url, &watch)).await?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
+        watch.spawn(db.get_postgres_connection_pool());
+    }
     tracing::info!(database = %redact_url(url), backend = ?db.get_database_backend(), "database connected");
     Ok(db)
 }
 
-fn connect_options(url: &str) -> ConnectOptions {
+fn connect_options(url: &str, watch: &ServerWatch) -> ConnectOptions {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
@@ -62,15 +66,13 @@ fn connect_options(url: &str) -> ConnectOptions {
         // (sqlx issue 3645, seen here once as a hung test run). Dead connections are still
         // caught by sqlx's pings.
         .idle_timeout(None::<Duration>)
-        .max_lifetime(None::<Duration>);
-    if url.starts_with("sqlite:") {
+        .max_lifetime(None::<Duration>)
         // sqlx pings a connection when it goes back to the pool and, by default, again when it
-        // is taken out: a second round trip to the connection's thread per statement. An
-        // embedded database has no server to restart, so one just returned is alive. (On
-        // PostgreSQL the second ping stays: without it, the first statement on each pooled
-        // connection after a server restart fails, see BENCHMARKS.md.)
+        // is taken out: a second round trip per statement. One just returned was alive; only
+        // one that sat idle for a while is pinged again.
+        .test_before_acquire_if_idle_for(PING_WHEN_IDLE_FOR);
+    if url.starts_with("sqlite:") {
         options
-            .test_before_acquire_if_idle_for(PING_WHEN_IDLE_FOR)
             // SQLite serialises writers anyway; a small pool lets readers run beside one writer.
             .max_connections(4)
             .map_sqlx_sqlite_opts(|opts: SqliteConnectOptions| {
@@ -81,9 +83,119 @@ fn connect_options(url: &str) -> ConnectOptions {
                     .pragma("journal_size_limit", SQLITE_JOURNAL_SIZE_LIMIT)
             });
     } else {
-        options.max_connections(8);
+        let watch = watch.clone();
+        options
+            .max_connections(8)
+            .map_sqlx_postgres_before_acquire(move |_conn, meta| {
+                let usable = watch.outlived_the_server(meta.age);
+                Box::pin(async move { Ok(usable) })
+            });
     }
     options
+}
+
+/// Tells which pooled PostgreSQL connections were opened before the server last went away.
+///
+/// Without a ping on every acquire, a restart (or failover) would fail the first statement on
+/// each pooled connection, and a saga step failing on its write can leave work behind a lease.
+/// Instead one extra connection per pool does nothing but wait: when the server ends it, the
+/// moment is recorded, and every pooled connection opened before it is discarded on its way out
+/// of the pool. A connection ended on its own (say `pg_terminate_backend`) is still only caught
+/// by sqlx's ping after use or after idling.
+#[derive(Clone, Debug, Default)]
+pub struct ServerWatch {
+    /// When the server was last seen going away, in nanoseconds after [`clock_origin`]; 0 if
+    /// never.
+    lost_at: Arc<AtomicU64>,
+}
+
+/// The watcher's connection is named so that an operator (and a test) can find it in
+/// `pg_stat_activity`.
+pub const SERVER_WATCH_APPLICATION_NAME: &str = "esim-server-watch";
+
+/// How long the watcher waits before reconnecting after a failed attempt.
+const SERVER_WATCH_RETRY: Duration = Duration::from_millis(250);
+
+fn clock_origin() -> Instant {
+    static ORIGIN: LazyLock<Instant> = LazyLock::new(Instant::now);
+    *ORIGIN
+}
+
+fn since_origin(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(clock_origin()).as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl ServerWatch {
+    /// Whether a connection of age `age` was opened after the server was last lost.
+    fn outlived_the_server(&self, age: Duration) -> bool {
+        let lost_at = self.lost_at.load(Ordering::Acquire);
+        let opened_at = Instant::now().checked_sub(age).map_or(0, since_origin);
+        lost_at == 0 || opened_at > lost_at
+    }
+
+    fn server_lost(&self) {
+        self.lost_at
+            .store(Ord::max(since_origin(Instant::now()), 1), Ordering::Release);
+    }
+
+    /// Watches `pool`'s server until the pool is closed or dropped.
+    fn spawn(&self, pool: &sqlx::PgPool) {
+        clock_origin();
+        let options = pool
+            .connect_options()
+            .as_ref()
+            .clone()
+            .application_name(SERVER_WATCH_APPLICATION_NAME);
+        let closed = pool.close_event();
+        let watch = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = closed => {}
+                () = watch.run(options) => {}
+            }
+        });
+    }
+
+    async fn run(&self, options: sqlx::postgres::PgConnectOptions) {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(options);
+        loop {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::debug!(error = %err, "database server watch cannot connect yet");
+                    tokio::time::sleep(SERVER_WATCH_RETRY).await;
+                    continue;
+                }
+            };
+            // Reconnect only after the loss is recorded, so a connection the watcher sees again
+            // was opened after the mark.
+            listener.eager_reconnect(false);
+            if let Err(err) = listener.listen(SERVER_WATCH_APPLICATION_NAME).await {
+                tracing::debug!(error = %err, "database server watch cannot listen yet");
+                tokio::time::sleep(SERVER_WATCH_RETRY).await;
+                continue;
+            }
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        self.server_lost();
+                        tracing::warn!(
+                            "database server connection lost; pooled connections opened before now are discarded"
+                        );
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "database server watch cannot reconnect yet");
+                        tokio::time::sleep(SERVER_WATCH_RETRY).await;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Connects and, when `migrate` is set, applies the pending migrations of `M`.
@@ -398,15 +510,81 @@ mod tests {
     }
 
     #[test]
-    fn pools_start_no_reaper_and_ping_on_acquire_where_a_server_can_restart() {
-        for (url, ping_on_acquire) in [
-            ("sqlite://data/x.db?mode=rwc", false),
-            ("postgres://postgres@127.0.0.1/x", true),
-        ] {
-            let options = connect_options(url);
+    fn pools_start_no_reaper_and_ping_only_idle_connections_on_acquire() {
+        for url in ["sqlite://data/x.db?mode=rwc", "postgres://postgres@127.0.0.1/x"] {
+            let options = connect_options(url, &ServerWatch::default());
             assert_eq!(options.get_idle_timeout(), Some(None), "{url}");
             assert_eq!(options.get_max_lifetime(), Some(None), "{url}");
-            assert_eq!(options.get_test_before_acquire(), ping_on_acquire, "{url}");
+            assert!(!options.get_test_before_acquire(), "{url}");
+            assert_eq!(
+                options.get_test_before_acquire_if_idle_for(),
+                Some(PING_WHEN_IDLE_FOR),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lost_server_discards_only_connections_opened_before_it() {
+        let watch = ServerWatch::default();
+        assert!(watch.outlived_the_server(Duration::from_secs(3600)));
+        watch.server_lost();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!watch.outlived_the_server(Duration::from_millis(100)));
+        assert!(watch.outlived_the_server(Duration::ZERO));
+    }
+
+    /// Every backend of the pool's database ended at once, as a server restart does: the next
+    /// statements run on fresh connections instead of failing on the dead ones.
+    #[tokio::test]
+    async fn postgres_pools_replace_connections_the_server_ended() {
+        let Some(admin_url) = testing::postgres_url() else {
+            return;
+        };
+        let database = testing::fresh_postgres(&admin_url).await.unwrap();
+        let db = connect(&database.url).await.unwrap();
+        let name = database.url.rsplit('/').next().unwrap().to_owned();
+        let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
+        let count_watchers = || {
+            let statement = sea_orm::Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
+                [name.clone().into(), SERVER_WATCH_APPLICATION_NAME.into()],
+            );
+            let admin = &admin;
+            async move {
+                let row = admin.query_one_raw(statement).await.unwrap().unwrap();
+                row.try_get::<i64>("", "n").unwrap()
+            }
+        };
+        let wait_for_watcher = async || {
+            for _ in 0..200 {
+                if count_watchers().await == 1 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("the server watch never connected");
+        };
+        wait_for_watcher().await;
+        // Fill the pool with idle connections.
+        let busy = (0..4).map(|_| db.execute_unprepared("SELECT pg_sleep(0.05)"));
+        for result in futures::future::join_all(busy).await {
+            result.unwrap();
+        }
+        admin
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                [name.clone().into()],
+            ))
+            .await
+            .unwrap();
+        // The watcher reconnects only after recording the loss.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        wait_for_watcher().await;
+        for _ in 0..8 {
+            db.execute_unprepared("SELECT 1").await.unwrap();
         }
     }
 
