@@ -11,7 +11,9 @@ use std::{
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let proto_root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when run, not baked in when compiled: a build script reused from another checkout
+    // of the workspace would otherwise read that checkout's protos.
+    let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let third_party = proto_root.join("third_party");
 
     let mut files = Vec::new();
