@@ -1,5 +1,7 @@
 //! The store's reads directly.
 
+use chrono::SubsecRound;
+use esim_ordering::entity::order::Model;
 use esim_ordering::store::Store;
 use esim_proto::ordering::v1 as pb;
 use esim_sandbox::SandboxConfig;
@@ -57,6 +59,56 @@ async fn an_order_is_read_with_its_events_in_one_statement() {
                 .unwrap()
                 .is_none()
         );
+        svc.stop().await;
+    }
+}
+
+/// A write sends only the columns it changes; the row read back is the row written, and a
+/// write from a stale copy changes nothing.
+#[tokio::test]
+async fn a_write_stores_the_whole_new_row_and_a_stale_one_nothing() {
+    for h in harnesses(SandboxConfig::default()).await {
+        let svc = h.start_api_only().await;
+        let created = svc
+            .client
+            .clone()
+            .create_order(create("write-1", &h.mp_product().name, "w"))
+            .await
+            .unwrap()
+            .into_inner();
+        let id = created.name.trim_start_matches("orders/").to_owned();
+        let store = Store::new(esim_runtime::db::connect(&h.database.url).await.unwrap());
+        let old = store.order(&id).await.unwrap().unwrap();
+
+        let mut new = old.clone();
+        new.state_reason = "a reason of its own".into();
+        new.last_error = Some("an error".into());
+        new.customer_email = "new@example.com".into();
+        // One column from a value to NULL, one from NULL to a value.
+        assert!(old.mp_product_id.is_some() && old.fms_package_code.is_none());
+        new.mp_product_id = None;
+        new.fms_package_code = Some("PKG".into());
+        new.attempts = old.attempts + 3;
+        let written = store.write_as(&old, new, None).await.unwrap().unwrap();
+        assert_eq!(written.version, old.version + 1, "{}", h.label);
+        let read = store.order(&id).await.unwrap().unwrap();
+        // PostgreSQL keeps microseconds.
+        let to_micros = |mut row: Model| {
+            row.update_time = row.update_time.trunc_subsecs(6);
+            row
+        };
+        assert_eq!(to_micros(read.clone()), to_micros(written), "{}", h.label);
+        assert_eq!(read.customer_email, "new@example.com", "{}", h.label);
+        assert_eq!(read.customer_reference, old.customer_reference, "{}", h.label);
+
+        let mut stale = old.clone();
+        stale.state_reason = "from a stale copy".into();
+        assert!(
+            store.write_as(&old, stale, None).await.unwrap().is_none(),
+            "{}",
+            h.label
+        );
+        assert_eq!(store.order(&id).await.unwrap().unwrap(), read, "{}", h.label);
         svc.stop().await;
     }
 }
