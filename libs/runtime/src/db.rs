@@ -323,6 +323,34 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// Whether `err` says the database could not take the statement right now — the connection
+/// failed, the server is shutting down or restarting, the pool found no connection in time, a
+/// serialization failure or deadlock, SQLite busy — rather than that the statement is wrong.
+/// The same statement may succeed if sent again.
+pub fn is_transient(err: &DbErr) -> bool {
+    let sqlx_err = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e.as_ref(),
+        _ => return false,
+    };
+    match sqlx_err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: connection exceptions (08), operator intervention such as a shutdown
+            // (57P), serialization failure, deadlock. SQLite: busy and locked, with their
+            // extended codes.
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code == "40001"
+                || code == "40P01"
+                || code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+        }),
+        _ => false,
+    }
+}
+
 fn exec_err(err: sqlx::Error) -> DbErr {
     DbErr::Exec(RuntimeErr::SqlxError(Arc::new(err)))
 }
@@ -521,6 +549,39 @@ mod tests {
                 Some(PING_WHEN_IDLE_FOR),
                 "{url}"
             );
+        }
+    }
+
+    #[test]
+    fn transient_errors_are_told_from_wrong_statements() {
+        let io = exec_err(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
+        assert!(is_transient(&io));
+        assert!(is_transient(&exec_err(sqlx::Error::PoolTimedOut)));
+        assert!(is_transient(&DbErr::ConnectionAcquire(
+            sea_orm::error::ConnAcquireErr::Timeout
+        )));
+        assert!(!is_transient(&exec_err(sqlx::Error::RowNotFound)));
+        assert!(!is_transient(&DbErr::Custom("bad statement".into())));
+    }
+
+    /// A serialization failure raised by PostgreSQL is transient; a constraint violation is not.
+    #[tokio::test]
+    async fn postgres_error_codes_are_classified() {
+        let Some(admin_url) = testing::postgres_url() else {
+            return;
+        };
+        let db = connect(&admin_url).await.unwrap();
+        let raise =
+            |code: &str| format!("DO $$ BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{code}'; END $$");
+        for (code, transient) in [
+            ("40001", true),
+            ("57P01", true),
+            ("08006", true),
+            ("23505", false),
+            ("22P02", false),
+        ] {
+            let err = db.execute_unprepared(&raise(code)).await.unwrap_err();
+            assert_eq!(is_transient(&err), transient, "{code}: {err}");
         }
     }
 

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use esim_context::{CallContext, RequestId};
 use esim_domain::{CurrencyCode, Iccid, Money};
@@ -209,8 +210,25 @@ impl Saga {
     }
 
     /// Writes a step's outcome under this replica's lease (given back when the order parks).
+    ///
+    /// A write the database cannot take right now (a restart, a failover) is tried again for
+    /// about half a minute: the outcome may be an upstream order paid for, known only here.
+    /// Sending it again is safe: should the first attempt have committed after all, the
+    /// `version` guard turns the retry into a stale write (`None`), as if another replica had
+    /// written first.
     async fn write(&self, old: &order::Model, new: order::Model) -> Result<Option<order::Model>> {
-        self.store.write_as(old, new, Some(&self.config.owner)).await
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(16)
+            .with_jitter();
+        (|| self.store.write_as(old, new.clone(), Some(&self.config.owner)))
+            .retry(backoff)
+            .when(|err| matches!(err, OrderingError::Database(db) if esim_runtime::db::is_transient(db)))
+            .notify(|err, delay| {
+                tracing::warn!(order = %old.id, step = %new.saga_step, error = %err, ?delay, "saga: the database did not take the step's outcome; retrying")
+            })
+            .await
     }
 
     /// Runs the worker until `shutdown` (or the test crash hook): finds due orders, claims each

@@ -298,3 +298,46 @@ async fn again_code(
         .unwrap()
         .mp_order_code
 }
+
+/// The database refuses to store MP's answer for a while (as during a PostgreSQL restart): the
+/// saga keeps the answer and stores it once the database is back, so the order ends ACTIVE,
+/// not UNKNOWN_OUTCOME, with one order at MP. PostgreSQL only: SQLite cannot raise a
+/// transient error from a trigger.
+#[tokio::test]
+async fn mp_answer_is_kept_until_the_database_takes_it() {
+    use sea_orm::ConnectionTrait;
+    for h in harnesses(SandboxConfig::default()).await {
+        if h.label != "postgres" {
+            continue;
+        }
+        let svc = h.start(saga_config()).await;
+        let db = esim_runtime::db::connect(&h.database.url).await.unwrap();
+        for statement in [
+            "CREATE TABLE test_outage (on_since timestamptz)",
+            "INSERT INTO test_outage VALUES (now())",
+            "CREATE FUNCTION test_refuse_placed() RETURNS trigger AS $$ BEGIN \
+             IF NEW.saga_step = 'RECORD_ESIM' AND EXISTS (SELECT 1 FROM test_outage) THEN \
+             RAISE EXCEPTION 'injected outage' USING ERRCODE = '57P03'; END IF; RETURN NEW; END $$ \
+             LANGUAGE plpgsql",
+            "CREATE TRIGGER test_refuse_placed BEFORE UPDATE ON ordering_orders FOR EACH ROW \
+             EXECUTE FUNCTION test_refuse_placed()",
+        ] {
+            db.execute_unprepared(statement).await.unwrap();
+        }
+        let mut client = svc.client.clone();
+        let created = client
+            .create_order(create("mp-outage-1", &h.mp_product().name, "cust-outage"))
+            .await
+            .unwrap()
+            .into_inner();
+        // Long enough for several refused attempts.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(h.sandbox.call_count("mp.activationCode"), 1);
+        db.execute_unprepared("DELETE FROM test_outage").await.unwrap();
+
+        let order = wait_state(&mut client, &created.name, pb::OrderState::Active, 20).await;
+        assert!(!order.upstream_references.unwrap().mp_order_code.is_empty());
+        assert_eq!(h.sandbox.call_count("mp.activationCode"), 1);
+        svc.stop().await;
+    }
+}
