@@ -14,6 +14,9 @@
 //! charged); FMS notification: resolved by `queryOrdStatusAndEmail`.
 //! Peer calls (provisioning, usage) are idempotent by request ids derived from the order and
 //! are retried with backoff until they succeed.
+//! A step's outcome the database cannot take right now (a restart, a failover) is written
+//! again for about half a minute before the step gives up, so an upstream answer is not lost
+//! to a marker found later.
 
 use std::sync::Arc;
 use std::time::Duration;
