@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::Retryable;
 use chrono::Utc;
 use esim_domain::{Iccid, TextRule};
 use esim_proto::catalog::v1 as catalog;
@@ -23,7 +24,7 @@ use crate::convert::{self, fingerprint, parse_decimal, parse_money, timestamp};
 use crate::entity::{fms_account, order, top_up};
 use crate::error::{OrderingError, Result};
 use crate::model::{Provider, State, step};
-use crate::saga::Saga;
+use crate::saga::{Saga, through_outage};
 use crate::store::{Committed, key_row};
 
 const CREATE_SCOPE: &str = "CreateOrder";
@@ -898,7 +899,14 @@ impl OrderingApi {
             'read: loop {
                 let read = match first.take() {
                     Some(read) => Ok(Some(read)),
-                    None => api.saga.store.order_with_events(&id, cursor, EVENT_BATCH).await,
+                    // The watcher is waiting anyway: a short database outage is waited out
+                    // rather than ending the stream.
+                    None => {
+                        (|| api.saga.store.order_with_events(&id, cursor, EVENT_BATCH))
+                            .retry(through_outage())
+                            .when(OrderingError::is_transient)
+                            .await
+                    }
                 };
                 let (row, events) = match read {
                     Ok(Some(read)) => read,

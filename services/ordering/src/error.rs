@@ -41,6 +41,11 @@ impl OrderingError {
             message: message.into(),
         }
     }
+
+    /// Whether the database could not take the call right now (it may succeed if sent again).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Database(err) if esim_runtime::db::is_transient(err))
+    }
 }
 
 /// The crate's result type.

@@ -47,6 +47,16 @@ use crate::model::{Provider, State, step};
 use crate::peers::Peers;
 use crate::store::Store;
 
+/// Retries of a database call through a short outage (a restart, a failover): about half a
+/// minute.
+pub(crate) fn through_outage() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(16)
+        .with_jitter()
+}
+
 /// How the saga worker runs.
 #[derive(Debug, Clone)]
 pub struct SagaConfig {
@@ -220,14 +230,9 @@ impl Saga {
     /// `version` guard turns the retry into a stale write (`None`), as if another replica had
     /// written first.
     async fn write(&self, old: &order::Model, new: order::Model) -> Result<Option<order::Model>> {
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(16)
-            .with_jitter();
         (|| self.store.write_as(old, new.clone(), Some(&self.config.owner)))
-            .retry(backoff)
-            .when(|err| matches!(err, OrderingError::Database(db) if esim_runtime::db::is_transient(db)))
+            .retry(through_outage())
+            .when(OrderingError::is_transient)
             .notify(|err, delay| {
                 tracing::warn!(order = %old.id, step = %new.saga_step, error = %err, ?delay, "saga: the database did not take the step's outcome; retrying")
             })
