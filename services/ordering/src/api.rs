@@ -4,7 +4,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::Retryable;
 use chrono::Utc;
 use esim_domain::{Iccid, TextRule};
 use esim_proto::catalog::v1 as catalog;
@@ -902,10 +901,10 @@ impl OrderingApi {
                     // The watcher is waiting anyway: a short database outage is waited out
                     // rather than ending the stream.
                     None => {
-                        (|| api.saga.store.order_with_events(&id, cursor, EVENT_BATCH))
-                            .retry(through_outage())
-                            .when(OrderingError::is_transient)
-                            .await
+                        through_outage("WatchOrder", || {
+                            api.saga.store.order_with_events(&id, cursor, EVENT_BATCH)
+                        })
+                        .await
                     }
                 };
                 let (row, events) = match read {

@@ -15,7 +15,7 @@
 //! Peer calls (provisioning, usage) are idempotent by request ids derived from the order and
 //! are retried with backoff until they succeed.
 //! A step's outcome the database cannot take right now (a restart, a failover) is written
-//! again for about half a minute before the step gives up, so an upstream answer is not lost
+//! again for up to 30 s before the step gives up, so an upstream answer is not lost
 //! to a marker found later.
 
 use std::sync::Arc;
@@ -47,14 +47,36 @@ use crate::model::{Provider, State, step};
 use crate::peers::Peers;
 use crate::store::Store;
 
-/// Retries of a database call through a short outage (a restart, a failover): about half a
-/// minute.
-pub(crate) fn through_outage() -> ExponentialBuilder {
-    ExponentialBuilder::default()
+/// How long a database call is tried again through an outage (a restart, a failover). Each
+/// attempt can itself wait for a connection (the pool's acquire timeout), so the bound is on
+/// the time since the first attempt, not on the count.
+const OUTAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs the database call `call`, again while it fails with a transient error and less than
+/// [`OUTAGE_WAIT`] has passed; `what` names it in the log.
+pub(crate) async fn through_outage<T, F, Fut>(what: &str, call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    retry_transient_for(OUTAGE_WAIT, what, call).await
+}
+
+async fn retry_transient_for<T, F, Fut>(wait: Duration, what: &str, call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let started = tokio::time::Instant::now();
+    let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(2))
-        .with_max_times(16)
-        .with_jitter()
+        .without_max_times()
+        .with_jitter();
+    call.retry(backoff)
+        .when(|err: &OrderingError| err.is_transient() && started.elapsed() < wait)
+        .notify(|err, delay| tracing::warn!(error = %err, ?delay, "{what}: the database is unavailable; retrying"))
+        .await
 }
 
 /// How the saga worker runs.
@@ -224,19 +246,16 @@ impl Saga {
 
     /// Writes a step's outcome under this replica's lease (given back when the order parks).
     ///
-    /// A write the database cannot take right now (a restart, a failover) is tried again for
-    /// about half a minute: the outcome may be an upstream order paid for, known only here.
+    /// A write the database cannot take right now (a restart, a failover) is tried again
+    /// ([`through_outage`]): the outcome may be an upstream order paid for, known only here.
     /// Sending it again is safe: should the first attempt have committed after all, the
     /// `version` guard turns the retry into a stale write (`None`), as if another replica had
     /// written first.
     async fn write(&self, old: &order::Model, new: order::Model) -> Result<Option<order::Model>> {
-        (|| self.store.write_as(old, new.clone(), Some(&self.config.owner)))
-            .retry(through_outage())
-            .when(OrderingError::is_transient)
-            .notify(|err, delay| {
-                tracing::warn!(order = %old.id, step = %new.saga_step, error = %err, ?delay, "saga: the database did not take the step's outcome; retrying")
-            })
-            .await
+        through_outage("saga: storing a step's outcome", || {
+            self.store.write_as(old, new.clone(), Some(&self.config.owner))
+        })
+        .await
     }
 
     /// Runs the worker until `shutdown` (or the test crash hook): finds due orders, claims each
@@ -1173,5 +1192,53 @@ impl Saga {
                 self.write(stored, n).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use sea_orm::DbErr;
+    use sea_orm::error::ConnAcquireErr;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_transient_error_is_retried_until_the_wait_is_over_and_no_other_is() {
+        let calls = AtomicU32::new(0);
+        let wait = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let down = retry_transient_for(wait, "test", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(OrderingError::Database(DbErr::ConnectionAcquire(
+                ConnAcquireErr::Timeout,
+            )))
+        })
+        .await;
+        assert!(down.unwrap_err().is_transient());
+        assert!(calls.load(Ordering::SeqCst) >= 2);
+        assert!(started.elapsed() >= wait);
+
+        let calls = AtomicU32::new(0);
+        let wrong = retry_transient_for(wait, "test", || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(OrderingError::Database(DbErr::Custom("no such column".into())))
+        })
+        .await;
+        assert!(!wrong.unwrap_err().is_transient());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let calls = AtomicU32::new(0);
+        let back = retry_transient_for(wait, "test", || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(OrderingError::Database(DbErr::ConnectionAcquire(
+                    ConnAcquireErr::Timeout,
+                ))),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(back.unwrap(), 1);
     }
 }
