@@ -337,16 +337,19 @@ pub fn is_transient(err: &DbErr) -> bool {
     };
     match sqlx_err {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // PostgreSQL: connection exceptions (08), operator intervention such as a shutdown
-            // (57P), serialization failure, deadlock. SQLite: busy and locked, with their
-            // extended codes.
-            code.starts_with("08")
-                || code.starts_with("57P")
-                || code == "40001"
-                || code == "40P01"
-                || code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
-        }),
+        sqlx::Error::Database(db) => {
+            let Some(code) = db.code() else {
+                return false;
+            };
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Busy and locked, with their extended codes.
+                code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+            } else {
+                // PostgreSQL: connection exceptions (08), operator intervention such as a
+                // shutdown (57P), serialization failure, deadlock.
+                code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
+            }
+        }
         _ => false,
     }
 }
@@ -578,6 +581,8 @@ mod tests {
             ("57P01", true),
             ("08006", true),
             ("23505", false),
+            // A number that reads as SQLite's busy code (42501 & 0xff == 5): not SQLite here.
+            ("42501", false),
             ("22P02", false),
         ] {
             let err = db.execute_unprepared(&raise(code)).await.unwrap_err();
@@ -674,6 +679,15 @@ mod tests {
         assert_eq!(Migrator::get_applied_migrations(&db).await.unwrap().len(), 1);
     }
 
+    /// A fresh SQLite database with the widgets table; keep the first alive while using it.
+    async fn widgets_db() -> (testing::TestDatabase, DatabaseConnection) {
+        let database = testing::fresh_sqlite().unwrap();
+        let db = connect_and_migrate::<Migrator>(&database.url, true)
+            .await
+            .unwrap();
+        (database, db)
+    }
+
     async fn widgets(db: &DatabaseConnection) -> Vec<i64> {
         let rows = db
             .query_all_raw(Statement::from_string(
@@ -702,10 +716,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sqlite_batch_commits_all_or_nothing_and_leaves_no_transaction_open() {
-        let database = testing::fresh_sqlite().unwrap();
-        let db = connect_and_migrate::<Migrator>(&database.url, true)
-            .await
-            .unwrap();
+        let (_database, db) = widgets_db().await;
         let (one, two) = (
             insert_widget(1, RowsFrom::Values),
             insert_widget(2, RowsFrom::Values),
@@ -732,10 +743,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_guarded_insert_follows_only_a_statement_that_changed_one_row() {
-        let database = testing::fresh_sqlite().unwrap();
-        let db = connect_and_migrate::<Migrator>(&database.url, true)
-            .await
-            .unwrap();
+        let (_database, db) = widgets_db().await;
         let seed = insert_widget(1, RowsFrom::Values);
         sqlite_atomic(&db, &[&seed]).await.unwrap();
         let bump = |from: i64| {

@@ -23,8 +23,8 @@ use crate::convert::{self, fingerprint, parse_decimal, parse_money, timestamp};
 use crate::entity::{fms_account, order, top_up};
 use crate::error::{OrderingError, Result};
 use crate::model::{Provider, State, step};
-use crate::saga::{Saga, through_outage};
-use crate::store::{Committed, key_row};
+use crate::saga::Saga;
+use crate::store::{Committed, key_row, through_outage};
 
 const CREATE_SCOPE: &str = "CreateOrder";
 const TOP_UP_SCOPE: &str = "TopUpOrder";
@@ -859,8 +859,6 @@ impl OrderingApi {
         })
     }
 
-    /// An order's stored events after `cursor` (`None`: only the latest), at most
-    /// [`EVENT_BATCH`].
     async fn watch(&self, req: pb::WatchOrderRequest) -> Result<WatchStream> {
         let id = convert::order_id(&req.name, "name")?;
         let prefix = format!("orders/{id}/events/");

@@ -21,7 +21,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use esim_context::{CallContext, RequestId};
 use esim_domain::{CurrencyCode, Iccid, Money};
@@ -45,39 +44,7 @@ use crate::entity::{fms_account, order};
 use crate::error::{OrderingError, Result};
 use crate::model::{Provider, State, step};
 use crate::peers::Peers;
-use crate::store::Store;
-
-/// How long a database call is tried again through an outage (a restart, a failover). Each
-/// attempt can itself wait for a connection (the pool's acquire timeout), so the bound is on
-/// the time since the first attempt, not on the count.
-const OUTAGE_WAIT: Duration = Duration::from_secs(30);
-
-/// Runs the database call `call`, again while it fails with a transient error and less than
-/// [`OUTAGE_WAIT`] has passed; `what` names it in the log.
-pub(crate) async fn through_outage<T, F, Fut>(what: &str, call: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    retry_transient_for(OUTAGE_WAIT, what, call).await
-}
-
-async fn retry_transient_for<T, F, Fut>(wait: Duration, what: &str, call: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T>>,
-{
-    let started = tokio::time::Instant::now();
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(2))
-        .without_max_times()
-        .with_jitter();
-    call.retry(backoff)
-        .when(|err: &OrderingError| err.is_transient() && started.elapsed() < wait)
-        .notify(|err, delay| tracing::warn!(error = %err, ?delay, "{what}: the database is unavailable; retrying"))
-        .await
-}
+use crate::store::{Store, through_outage};
 
 /// How the saga worker runs.
 #[derive(Debug, Clone)]
@@ -1192,53 +1159,5 @@ impl Saga {
                 self.write(stored, n).await
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use sea_orm::DbErr;
-    use sea_orm::error::ConnAcquireErr;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn a_transient_error_is_retried_until_the_wait_is_over_and_no_other_is() {
-        let calls = AtomicU32::new(0);
-        let wait = Duration::from_millis(300);
-        let started = std::time::Instant::now();
-        let down = retry_transient_for(wait, "test", || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(OrderingError::Database(DbErr::ConnectionAcquire(
-                ConnAcquireErr::Timeout,
-            )))
-        })
-        .await;
-        assert!(down.unwrap_err().is_transient());
-        assert!(calls.load(Ordering::SeqCst) >= 2);
-        assert!(started.elapsed() >= wait);
-
-        let calls = AtomicU32::new(0);
-        let wrong = retry_transient_for(wait, "test", || async {
-            calls.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(OrderingError::Database(DbErr::Custom("no such column".into())))
-        })
-        .await;
-        assert!(!wrong.unwrap_err().is_transient());
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-
-        let calls = AtomicU32::new(0);
-        let back = retry_transient_for(wait, "test", || async {
-            match calls.fetch_add(1, Ordering::SeqCst) {
-                0 => Err(OrderingError::Database(DbErr::ConnectionAcquire(
-                    ConnAcquireErr::Timeout,
-                ))),
-                n => Ok(n),
-            }
-        })
-        .await;
-        assert_eq!(back.unwrap(), 1);
     }
 }

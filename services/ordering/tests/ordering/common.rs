@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use esim_ordering::store::Store;
 use esim_ordering::{CredentialCipher, Parts, Peers, SagaConfig};
 use esim_proto::catalog::v1 as catalog;
 use esim_proto::google::r#type::Money;
@@ -398,6 +399,23 @@ impl Harness {
             .collect();
         mp.sort_by(|a, b| a.name.cmp(&b.name));
         mp.into_iter().next().unwrap()
+    }
+
+    /// Creates an order of the first MP product through `svc`; returns its id (no `orders/`).
+    pub async fn create_mp_order(&self, svc: &Running, request_id: &str, customer: &str) -> String {
+        let created = svc
+            .client
+            .clone()
+            .create_order(create(request_id, &self.mp_product().name, customer))
+            .await
+            .unwrap()
+            .into_inner();
+        created.name.trim_start_matches("orders/").to_owned()
+    }
+
+    /// The store over this harness's database, for tests that read or write rows directly.
+    pub async fn store(&self) -> Store {
+        Store::new(esim_runtime::db::connect(&self.database.url).await.unwrap())
     }
 
     /// The first FMS product.

@@ -2,7 +2,6 @@
 //! the version-guarded writes of API calls.
 
 use chrono::Duration;
-use esim_ordering::store::Store;
 use esim_proto::ordering::v1 as pb;
 use esim_sandbox::SandboxConfig;
 
@@ -13,14 +12,8 @@ async fn a_lease_has_one_owner_until_it_expires() {
     for h in harnesses(SandboxConfig::default()).await {
         let svc = h.start_api_only().await;
         let mut client = svc.client.clone();
-        let created = client
-            .create_order(create("lease-1", &h.mp_product().name, "l"))
-            .await
-            .unwrap()
-            .into_inner();
-        let id = created.name.trim_start_matches("orders/").to_owned();
-        let db = esim_runtime::db::connect(&h.database.url).await.unwrap();
-        let store = Store::new(db);
+        let id = h.create_mp_order(&svc, "lease-1", "l").await;
+        let store = h.store().await;
         assert!(
             store.claim(&id, "a", Duration::milliseconds(800)).await.unwrap(),
             "{}",
@@ -35,7 +28,7 @@ async fn a_lease_has_one_owner_until_it_expires() {
         // An API write (cancel) while "a" holds the lease leaves the lease alone.
         client
             .cancel_order(pb::CancelOrderRequest {
-                name: created.name.clone(),
+                name: format!("orders/{id}"),
                 ..Default::default()
             })
             .await

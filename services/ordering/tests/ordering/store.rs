@@ -2,7 +2,6 @@
 
 use chrono::SubsecRound;
 use esim_ordering::entity::order::Model;
-use esim_ordering::store::Store;
 use esim_proto::ordering::v1 as pb;
 use esim_sandbox::SandboxConfig;
 
@@ -12,21 +11,16 @@ use crate::common::*;
 async fn an_order_is_read_with_its_events_in_one_statement() {
     for h in harnesses(SandboxConfig::default()).await {
         let svc = h.start_api_only().await;
-        let mut client = svc.client.clone();
-        let created = client
-            .create_order(create("read-1", &h.mp_product().name, "r"))
-            .await
-            .unwrap()
-            .into_inner();
-        client
+        let id = h.create_mp_order(&svc, "read-1", "r").await;
+        svc.client
+            .clone()
             .cancel_order(pb::CancelOrderRequest {
-                name: created.name.clone(),
+                name: format!("orders/{id}"),
                 ..Default::default()
             })
             .await
             .unwrap();
-        let id = created.name.trim_start_matches("orders/").to_owned();
-        let store = Store::new(esim_runtime::db::connect(&h.database.url).await.unwrap());
+        let store = h.store().await;
         let sequences = |events: &[esim_ordering::entity::order_event::Model]| {
             events.iter().map(|e| e.sequence).collect::<Vec<_>>()
         };
@@ -69,15 +63,8 @@ async fn an_order_is_read_with_its_events_in_one_statement() {
 async fn a_write_stores_the_whole_new_row_and_a_stale_one_nothing() {
     for h in harnesses(SandboxConfig::default()).await {
         let svc = h.start_api_only().await;
-        let created = svc
-            .client
-            .clone()
-            .create_order(create("write-1", &h.mp_product().name, "w"))
-            .await
-            .unwrap()
-            .into_inner();
-        let id = created.name.trim_start_matches("orders/").to_owned();
-        let store = Store::new(esim_runtime::db::connect(&h.database.url).await.unwrap());
+        let id = h.create_mp_order(&svc, "write-1", "w").await;
+        let store = h.store().await;
         let old = store.order(&id).await.unwrap().unwrap();
 
         let mut new = old.clone();
