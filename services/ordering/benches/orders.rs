@@ -45,6 +45,8 @@ use tonic::transport::Channel;
 #[derive(Debug)]
 struct InMemoryPeers {
     product: catalog::Product,
+    /// eSIMs recorded, by order.
+    esims: std::sync::Mutex<std::collections::HashMap<String, provisioning::Esim>>,
 }
 
 #[async_trait::async_trait]
@@ -56,10 +58,15 @@ impl Peers for InMemoryPeers {
         &self,
         request: provisioning::CreateEsimRequest,
     ) -> Result<provisioning::Esim, Status> {
-        Ok(provisioning::Esim {
+        let esim = provisioning::Esim {
             name: format!("esims/{}", request.request_id.to_lowercase()),
-            ..Default::default()
-        })
+            ..request.esim.unwrap_or_default()
+        };
+        let mut esims = self.esims.lock().unwrap();
+        Ok(esims.entry(esim.order.clone()).or_insert(esim).clone())
+    }
+    async fn esim_of_order(&self, order: &str) -> Result<Option<provisioning::Esim>, Status> {
+        Ok(self.esims.lock().unwrap().get(order).cloned())
     }
     async fn provision_esim(
         &self,
@@ -159,7 +166,10 @@ async fn run_on(url: &str, label: &str) {
     let (api, _worker) = esim_ordering::start(
         Parts {
             db,
-            peers: Arc::new(InMemoryPeers { product }),
+            peers: Arc::new(InMemoryPeers {
+                product,
+                esims: Default::default(),
+            }),
             mp: Arc::new(
                 MpClient::new(MpConfig {
                     base_url: format!("http://{sandbox_addr}"),

@@ -25,6 +25,8 @@ pub trait Peers: Send + Sync + std::fmt::Debug {
         &self,
         request: provisioning::CreateEsimRequest,
     ) -> Result<provisioning::Esim, Status>;
+    /// Provisioning `ListEsims` by order: the eSIM recorded for `order` (`orders/{id}`), if any.
+    async fn esim_of_order(&self, order: &str) -> Result<Option<provisioning::Esim>, Status>;
     /// Provisioning `ProvisionEsim` (SFT).
     async fn provision_esim(
         &self,
@@ -109,6 +111,23 @@ impl Peers for GrpcPeers {
             .create_esim(with_id(request, &id))
             .await?
             .into_inner())
+    }
+
+    async fn esim_of_order(&self, order: &str) -> Result<Option<provisioning::Esim>, Status> {
+        let request = provisioning::ListEsimsRequest {
+            order: order.to_owned(),
+            // One eSIM per order: a second would be a bug provisioning refuses to create.
+            page_size: 1,
+            ..Default::default()
+        };
+        let esims = self
+            .provisioning
+            .clone()
+            .list_esims(request)
+            .await?
+            .into_inner()
+            .esims;
+        Ok(esims.into_iter().next())
     }
 
     async fn provision_esim(

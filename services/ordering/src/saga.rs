@@ -9,8 +9,9 @@
 //! Upstream creates that cannot be repeated safely (MP `activationCode`, FMS `preOrderPackage`,
 //! the FMS payment notification) are preceded by a marker step (`*_PLACING`, `SENDING`): finding
 //! the marker after a restart means the call may have happened, and the order is resolved
-//! without sending it again — MP: UNKNOWN_OUTCOME for an operator (MP cannot be queried by our
-//! request id); FMS pre-order: FAILED (an unpaid reservation lapses by itself, nothing is
+//! without sending it again — MP: carried on from the eSIM provisioning recorded from MP's
+//! answer (sent to provisioning beside the order's own write), else UNKNOWN_OUTCOME for an
+//! operator (MP cannot be queried by our request id); FMS pre-order: FAILED (an unpaid reservation lapses by itself, nothing is
 //! charged); FMS notification: resolved by `queryOrdStatusAndEmail`.
 //! Peer calls (provisioning, usage) are idempotent by request ids derived from the order and
 //! are retried with backoff until they succeed.
@@ -31,7 +32,7 @@ use esim_upstream::error::{ErrorKind, FmsCode};
 use esim_upstream::fms::{
     FmsClient, FmsCredentials, PayStatus, PaymentNotice, PreOrderInput, wire::PaymentResult,
 };
-use esim_upstream::mp::{CreateOrder, MpClient};
+use esim_upstream::mp::{CreateOrder, CreatedOrder, MpClient};
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -139,6 +140,10 @@ impl Drop for InFlight<'_> {
             .remove(&self.id);
     }
 }
+
+/// How often a resumed `MP_PLACING` order asks provisioning for MP's answer before it is left
+/// to an operator (backing off as any retry).
+const MP_RESUME_ATTEMPTS: i32 = 8;
 
 fn chrono_dur(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -430,12 +435,7 @@ impl Saga {
         tracing::debug!(order = %o.id, step = %o.saga_step, "saga step");
         match o.saga_step.as_str() {
             step::MP_PLACE => self.mp_place(o).await,
-            step::MP_PLACING => {
-                let reason = "the service stopped while MP activationCode was being sent: the order may \
-                              exist at MP, which cannot be queried by our request id, so it is not \
-                              sent again; an operator must check MP's orders and resolve it";
-                self.finish(&o, State::UnknownOutcome, reason, |_| {}).await
-            }
+            step::MP_PLACING => self.mp_resume(o).await,
             step::FMS_ACCOUNT => self.fms_account(o).await,
             step::FMS_PREORDER => self.fms_preorder(o).await,
             step::FMS_PREORDERING => {
@@ -562,33 +562,21 @@ impl Saga {
                 let sealed = self
                     .cipher
                     .encrypt(created.activation_code.expose(), &format!("orders/{}", o.id))?;
-                let mut current = o;
-                loop {
-                    let mut n = Self::advanced(
-                        &current,
-                        step::RECORD_ESIM,
-                        Some(State::Provisioning),
-                        Some("placed at MP; recording the eSIM"),
-                    );
-                    n.iccid = Some(created.iccid.to_string());
-                    n.mp_order_code = Some(created.order_code.clone());
-                    n.activation_code_enc = Some(sealed.clone());
-                    if let Some(stored) = self.write(&current, n).await? {
-                        return Ok(Some(stored));
-                    }
-                    // Our lease ran out during a slow call and another replica may have marked
-                    // the order UNKNOWN_OUTCOME: we know the outcome, so it must not be lost.
-                    match self.store.order(&current.id).await? {
-                        Some(reloaded)
-                            if reloaded.mp_order_code.is_none()
-                                && (reloaded.saga_step == step::MP_PLACING
-                                    || reloaded.state == State::UnknownOutcome.as_str()) =>
-                        {
-                            current = reloaded;
-                        }
-                        _ => return Ok(None),
-                    }
-                }
+                let mut placed = o.clone();
+                placed.iccid = Some(created.iccid.to_string());
+                placed.mp_order_code = Some(created.order_code.clone());
+                let recording = self.esim_request(&placed, created.activation_code.expose().to_owned())?;
+                // MP's answer goes to the order and to provisioning at once, and either copy is
+                // enough for a resumed order to carry on (`mp_resume`): the purchase waits for
+                // one round trip here instead of two in a row.
+                let (stored, recorded) = tokio::join!(
+                    self.store_mp_answer(o, &created, sealed),
+                    self.peers.create_esim(recording),
+                );
+                let Some(stored) = stored? else {
+                    return Ok(None);
+                };
+                self.esim_recorded(stored, recorded).await
             }
             Err(err) if err.outcome_unknown() => {
                 let reason = format!(
@@ -610,6 +598,87 @@ impl Saga {
                     |_| {},
                 )
                 .await
+            }
+        }
+    }
+
+    /// Stores MP's answer in the order (PROVISIONING, the activation code sealed until
+    /// provisioning has it).
+    async fn store_mp_answer(
+        &self,
+        o: order::Model,
+        created: &CreatedOrder,
+        sealed: String,
+    ) -> Result<Option<order::Model>> {
+        let mut current = o;
+        loop {
+            let mut n = Self::advanced(
+                &current,
+                step::RECORD_ESIM,
+                Some(State::Provisioning),
+                Some("placed at MP; recording the eSIM"),
+            );
+            n.iccid = Some(created.iccid.to_string());
+            n.mp_order_code = Some(created.order_code.clone());
+            n.activation_code_enc = Some(sealed.clone());
+            if let Some(stored) = self.write(&current, n).await? {
+                return Ok(Some(stored));
+            }
+            // Our lease ran out during a slow call and another replica may have marked the
+            // order UNKNOWN_OUTCOME: we know the outcome, so it must not be lost.
+            match self.store.order(&current.id).await? {
+                Some(reloaded)
+                    if reloaded.mp_order_code.is_none()
+                        && (reloaded.saga_step == step::MP_PLACING
+                            || reloaded.state == State::UnknownOutcome.as_str()) =>
+                {
+                    current = reloaded;
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// An order found on the `MP_PLACING` marker: the service stopped (or could not store MP's
+    /// answer) while `activationCode` was under way. Provisioning may have recorded the eSIM
+    /// from MP's answer (see `mp_place`); then the order carries on from it. Otherwise the
+    /// order may exist at MP, which cannot be queried by our request id, so it is not sent
+    /// again: UNKNOWN_OUTCOME, for an operator.
+    async fn mp_resume(&self, o: order::Model) -> Result<Option<order::Model>> {
+        const UNKNOWN: &str = "the service stopped while MP activationCode was being sent: the order may \
+                               exist at MP, which cannot be queried by our request id, so it is not \
+                               sent again; an operator must check MP's orders and resolve it";
+        match self.peers.esim_of_order(&format!("orders/{}", o.id)).await {
+            Ok(Some(esim)) if !esim.upstream_order_code.is_empty() => {
+                let mut n = Self::advanced(
+                    &o,
+                    step::TRACK,
+                    Some(State::Provisioning),
+                    Some(
+                        "placed at MP and the eSIM recorded before the service stopped; starting usage tracking",
+                    ),
+                );
+                n.iccid = Some(esim.iccid);
+                n.mp_order_code = Some(esim.upstream_order_code);
+                n.esim_name = Some(esim.name);
+                self.write(&o, n).await
+            }
+            Ok(_) => self.finish(&o, State::UnknownOutcome, UNKNOWN, |_| {}).await,
+            // Provisioning may hold the answer: ask again a few times before an operator must.
+            Err(status) if o.attempts < MP_RESUME_ATTEMPTS => {
+                self.retry(
+                    &o,
+                    step::MP_PLACING,
+                    format!("provisioning ListEsims: {}", status.message()),
+                )
+                .await
+            }
+            Err(status) => {
+                let reason = format!(
+                    "{UNKNOWN} (provisioning, which may hold MP's answer, could not be asked: {})",
+                    status.message()
+                );
+                self.finish(&o, State::UnknownOutcome, &reason, |_| {}).await
             }
         }
     }
@@ -1071,13 +1140,24 @@ impl Saga {
     // ---- shared tail -------------------------------------------------------------------
 
     async fn record_esim(&self, o: order::Model) -> Result<Option<order::Model>> {
-        let provider = Provider::parse(&o.provider)
-            .ok_or_else(|| OrderingError::Internal(format!("stored provider {:?}", o.provider)))?;
         let Some(sealed) = o.activation_code_enc.as_deref() else {
             return Err(OrderingError::Internal("no activation code to record".into()));
         };
         let code = self.cipher.decrypt(sealed, &format!("orders/{}", o.id))?;
-        let request = provisioning::CreateEsimRequest {
+        let request = self.esim_request(&o, code)?;
+        let recorded = self.peers.create_esim(request).await;
+        self.esim_recorded(o, recorded).await
+    }
+
+    /// Provisioning's `CreateEsim` for `o`'s eSIM, idempotent by a request id of the order.
+    fn esim_request(
+        &self,
+        o: &order::Model,
+        activation_code: String,
+    ) -> Result<provisioning::CreateEsimRequest> {
+        let provider = Provider::parse(&o.provider)
+            .ok_or_else(|| OrderingError::Internal(format!("stored provider {:?}", o.provider)))?;
+        Ok(provisioning::CreateEsimRequest {
             request_id: format!("{}-esim", o.id),
             esim: Some(provisioning::Esim {
                 order: format!("orders/{}", o.id),
@@ -1087,9 +1167,18 @@ impl Saga {
                 fms_order_no: o.fms_order_no.clone().unwrap_or_default(),
                 ..Default::default()
             }),
-            activation_code: code,
-        };
-        match self.peers.create_esim(request).await {
+            activation_code,
+        })
+    }
+
+    /// After `CreateEsim` for `o` (stored on `RECORD_ESIM`): tracking starts, or the step is
+    /// taken again later.
+    async fn esim_recorded(
+        &self,
+        o: order::Model,
+        recorded: std::result::Result<provisioning::Esim, tonic::Status>,
+    ) -> Result<Option<order::Model>> {
+        match recorded {
             Ok(esim) => {
                 let mut recorded = Self::advanced(
                     &o,

@@ -60,6 +60,8 @@ pub struct TestPeers {
     pub create_esim_calls: AtomicU64,
     /// Answer UNAVAILABLE to this many CreateEsim calls first.
     pub fail_create_esim: AtomicU32,
+    /// Answer UNAVAILABLE to this many ListEsims-by-order calls first.
+    pub fail_esim_of_order: AtomicU32,
     pub provisions: Mutex<HashMap<String, provisioning::Esim>>,
     pub addons: Mutex<HashMap<String, provisioning::Addon>>,
     pub tracked: Mutex<HashMap<String, usage::StartUsageTrackingRequest>>,
@@ -101,6 +103,20 @@ impl Peers for TestPeers {
         let mut esim = stored.esim.clone().unwrap();
         esim.name = format!("esims/e-{}", stored.request_id.to_lowercase());
         Ok(esim)
+    }
+
+    async fn esim_of_order(&self, order: &str) -> Result<Option<provisioning::Esim>, Status> {
+        if take_one(&self.fail_esim_of_order) {
+            return Err(Status::unavailable("provisioning is restarting"));
+        }
+        let esims = self.esims.lock().unwrap();
+        Ok(esims.values().find_map(|stored| {
+            let esim = stored.esim.as_ref()?;
+            (esim.order == order).then(|| provisioning::Esim {
+                name: format!("esims/e-{}", stored.request_id.to_lowercase()),
+                ..esim.clone()
+            })
+        }))
     }
 
     async fn provision_esim(

@@ -83,13 +83,20 @@ async fn crash_and_resume(h: &Harness, provider: &str, product: &str, boundary: 
 async fn mp_orders_resume_after_a_crash_at_every_step_boundary() {
     for h in harnesses(SandboxConfig::default()).await {
         let product = h.mp_product().name;
-        // TRACK is stored only when usage cannot be reached right after the eSIM is recorded.
+        // RECORD_ESIM is stored to stay only when provisioning cannot be reached as MP answers,
+        // TRACK only when usage cannot be reached right after the eSIM is recorded.
         let boundaries = ["CREATED", "RECORD_ESIM", "TRACK", "DONE"];
         for (n, boundary) in boundaries.iter().enumerate() {
-            if *boundary == "TRACK" {
-                h.peers
+            match *boundary {
+                "RECORD_ESIM" => h
+                    .peers
+                    .fail_create_esim
+                    .store(1, std::sync::atomic::Ordering::SeqCst),
+                "TRACK" => h
+                    .peers
                     .fail_start_tracking
-                    .store(1, std::sync::atomic::Ordering::SeqCst);
+                    .store(1, std::sync::atomic::Ordering::SeqCst),
+                _ => {}
             }
             crash_and_resume(&h, "mp", &product, boundary, n).await;
         }

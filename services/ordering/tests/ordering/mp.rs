@@ -299,10 +299,10 @@ async fn again_code(
         .mp_order_code
 }
 
-/// The database refuses to store MP's answer for a while (as during a PostgreSQL restart): the
-/// saga keeps the answer and stores it once the database is back, so the order ends ACTIVE,
-/// not UNKNOWN_OUTCOME, with one order at MP. PostgreSQL only: SQLite cannot raise a
-/// transient error from a trigger.
+/// The database refuses to store MP's answer for a while (as during a PostgreSQL restart) and
+/// provisioning cannot take it either: the saga keeps the answer and stores it once the
+/// database is back, so the order ends ACTIVE, not UNKNOWN_OUTCOME, with one order at MP.
+/// PostgreSQL only: SQLite cannot raise a transient error from a trigger.
 #[tokio::test]
 async fn mp_answer_is_kept_until_the_database_takes_it() {
     use sea_orm::ConnectionTrait;
@@ -310,6 +310,10 @@ async fn mp_answer_is_kept_until_the_database_takes_it() {
         if h.label != "postgres" {
             continue;
         }
+        // The order's row is then the only place MP's answer can be kept.
+        h.peers
+            .fail_create_esim
+            .store(1, std::sync::atomic::Ordering::SeqCst);
         let svc = h.start(saga_config()).await;
         let db = esim_runtime::db::connect(&h.database.url).await.unwrap();
         for statement in [
@@ -338,6 +342,91 @@ async fn mp_answer_is_kept_until_the_database_takes_it() {
         let order = wait_state(&mut client, &created.name, pb::OrderState::Active, 20).await;
         assert!(!order.upstream_references.unwrap().mp_order_code.is_empty());
         assert_eq!(h.sandbox.call_count("mp.activationCode"), 1);
+        svc.stop().await;
+    }
+}
+
+/// The database refuses MP's answer for the order for good, but provisioning recorded the eSIM
+/// from the same answer, sent beside it: the order, found on its `MP_PLACING` marker, asks
+/// provisioning (unreachable once, so asked again) and ends ACTIVE with MP's order code and
+/// ICCID, placed once, where it used to end UNKNOWN_OUTCOME for an operator.
+#[tokio::test]
+async fn mp_answer_recorded_by_provisioning_alone_completes_the_order() {
+    use sea_orm::ConnectionTrait;
+    for h in harnesses(SandboxConfig::default()).await {
+        // Started first: it creates the tables.
+        let svc = h.start(saga_config()).await;
+        let db = esim_runtime::db::connect(&h.database.url).await.unwrap();
+        let refuse_answer: &[&str] = if h.label == "postgres" {
+            &[
+                "CREATE FUNCTION test_refuse_answer() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.saga_step = 'RECORD_ESIM' THEN RAISE EXCEPTION 'injected refusal'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER test_refuse_answer BEFORE UPDATE ON ordering_orders FOR EACH ROW \
+                 EXECUTE FUNCTION test_refuse_answer()",
+            ]
+        } else {
+            &[
+                "CREATE TRIGGER test_refuse_answer BEFORE UPDATE ON ordering_orders \
+               WHEN NEW.saga_step = 'RECORD_ESIM' BEGIN SELECT RAISE(ABORT, 'injected refusal'); END",
+            ]
+        };
+        for statement in refuse_answer {
+            db.execute_unprepared(statement).await.unwrap();
+        }
+        h.peers
+            .fail_esim_of_order
+            .store(1, std::sync::atomic::Ordering::SeqCst);
+        let mut client = svc.client.clone();
+        let created = client
+            .create_order(create("mp-refused-answer", &h.mp_product().name, "cust-refused"))
+            .await
+            .unwrap()
+            .into_inner();
+        let order = wait_state(&mut client, &created.name, pb::OrderState::Active, 20).await;
+        let recorded = {
+            let esims = h.peers.esims.lock().unwrap();
+            assert_eq!(esims.len(), 1, "{}", h.label);
+            esims.values().next().unwrap().esim.clone().unwrap()
+        };
+        assert_eq!(
+            order.upstream_references.unwrap().mp_order_code,
+            recorded.upstream_order_code,
+            "{}",
+            h.label
+        );
+        assert_eq!(order.iccid, recorded.iccid, "{}", h.label);
+        assert!(order.esim.starts_with("esims/"), "{}", h.label);
+        assert_eq!(h.sandbox.call_count("mp.activationCode"), 1, "{}", h.label);
+        // Provisioning was asked again after it could not be reached.
+        assert_eq!(
+            h.peers
+                .fail_esim_of_order
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+        let states: Vec<_> = client
+            .list_order_events(pb::ListOrderEventsRequest {
+                parent: order.name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+            .iter()
+            .map(|e| e.state)
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                pb::OrderState::Pending as i32,
+                pb::OrderState::Provisioning as i32,
+                pb::OrderState::Active as i32
+            ],
+            "{}",
+            h.label
+        );
         svc.stop().await;
     }
 }
