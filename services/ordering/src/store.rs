@@ -540,38 +540,54 @@ impl Store {
     /// The order with its events after `after` (the first `limit`, oldest first), or with only
     /// its latest event when `after` is `None`; `None` when there is no such order. One
     /// statement: the row comes from the same snapshot as the events.
+    ///
+    /// The events are bounded by their sequence, not by a LIMIT: an order's sequences run
+    /// 1, 2, 3… (each is the previous plus one, written under the order's row), and SQLite 3.51
+    /// prepares a statement with a bound LIMIT again at every execution, which for this
+    /// statement of some seventy columns cost more than running it.
     pub async fn order_with_events(
         &self,
         order_id: &str,
         after: Option<i64>,
         limit: u64,
     ) -> Result<Option<(order::Model, Vec<order_event::Model>)>> {
+        use order_event::Column as E;
         use sea_orm::{
-            JoinType, Order,
+            JoinType,
             sea_query::{ExprTrait, IntoCondition},
         };
         // An outer join, so an order with no events to send still comes back. The sequence bound
         // sits in the join's ON: in the WHERE it would drop that row.
-        let mut events = order::Entity::belongs_to(order_event::Entity)
+        let events = order::Entity::belongs_to(order_event::Entity)
             .from(order::Column::Id)
-            .to(order_event::Column::OrderId);
-        if let Some(after) = after {
-            events = events.on_condition(move |_, event| {
-                Expr::col((event, order_event::Column::Sequence))
-                    .gt(after)
-                    .into_condition()
+            .to(E::OrderId)
+            .on_condition(move |_, event| match after {
+                Some(after) => {
+                    let last = after.saturating_add(i64::try_from(limit).unwrap_or(i64::MAX));
+                    Expr::col((event.clone(), E::Sequence))
+                        .gt(after)
+                        .and(Expr::col((event, E::Sequence)).lte(last))
+                        .into_condition()
+                }
+                None => {
+                    let latest = Query::select()
+                        .expr(Func::max(Expr::col((order_event::Entity, E::Sequence))))
+                        .from(order_event::Entity)
+                        .and_where(
+                            Expr::col((order_event::Entity, E::OrderId))
+                                .equals((order::Entity, order::Column::Id)),
+                        )
+                        .to_owned();
+                    Expr::col((event, E::Sequence))
+                        .eq(Expr::SubQuery(None, Box::new(latest.into())))
+                        .into_condition()
+                }
             });
-        }
-        let (order, limit) = match after {
-            Some(_) => (Order::Asc, limit),
-            None => (Order::Desc, 1),
-        };
         let rows = order::Entity::find()
             .filter(order::Column::Id.eq(order_id))
             .join(JoinType::LeftJoin, events.into())
             .select_also(order_event::Entity)
-            .order_by(order_event::Column::Sequence, order)
-            .limit(limit)
+            .order_by_asc(E::Sequence)
             .all(&self.db)
             .await?;
         let mut rows = rows.into_iter();
