@@ -1,5 +1,9 @@
 //! Database connection and migrations, for SQLite (embedded, the local default) and PostgreSQL
 //! (production). Services own their tables; this module only connects and migrates.
+//!
+//! Hot statements carry no bound `LIMIT`: SQLite (3.51, bundled) lets a bound LIMIT shape the
+//! plan, so it prepares such a statement again at every execution. They bound their rows by key
+//! (a unique column, `MAX(id)`, a sequence range) instead.
 
 use std::{
     path::Path,

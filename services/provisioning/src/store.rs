@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder,
 };
 
 use crate::convert::AddonState;
@@ -100,9 +100,9 @@ pub async fn addon_by_request<C: ConnectionTrait>(db: &C, request_id: &str) -> R
 
 /// Whether an add-on with SFT `uniqueId` is recorded.
 pub async fn addon_unique_id_known<C: ConnectionTrait>(db: &C, unique_id: &str) -> Result<bool> {
+    // `unique_id` is unique: no LIMIT needed (see `esim_runtime::db`).
     Ok(!addon::Entity::find()
         .filter(addon::Column::UniqueId.eq(unique_id))
-        .limit(1)
         .all(db)
         .await?
         .is_empty())

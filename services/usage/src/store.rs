@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, InsertStatement, OnConflict, Query, WithClause};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func, InsertStatement, OnConflict, Query, WithClause};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend,
     DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
@@ -138,9 +138,9 @@ async fn track_new_in_one_statement(
 
 /// The tracked eSIM with this ICCID, if any.
 pub async fn find_esim_by_iccid<C: ConnectionTrait>(db: &C, iccid: &str) -> Result<Option<esim::Model>> {
+    // No LIMIT (see `esim_runtime::db`): an ICCID is tracked under one eSIM, rarely more.
     let rows = esim::Entity::find()
         .filter(esim::Column::Iccid.eq(iccid))
-        .limit(1)
         .all(db)
         .await?;
     Ok(rows.into_iter().next())
@@ -171,10 +171,14 @@ pub async fn esim_of_mp_order<C: ConnectionTrait>(db: &C, code: &str) -> Result<
 
 /// The eSIM's newest snapshot.
 pub async fn latest_snapshot<C: ConnectionTrait>(db: &C, esim_id: &str) -> Result<Option<snapshot::Model>> {
+    // The newest by `MAX(id)`, not ORDER BY … LIMIT 1 (see `esim_runtime::db`).
+    let newest = Query::select()
+        .expr(Func::max(Expr::col(snapshot::Column::Id)))
+        .from(snapshot::Entity)
+        .and_where(Expr::col(snapshot::Column::Esim).eq(esim_id))
+        .to_owned();
     let rows = snapshot::Entity::find()
-        .filter(snapshot::Column::Esim.eq(esim_id))
-        .order_by_desc(snapshot::Column::Id)
-        .limit(1)
+        .filter(Expr::col(snapshot::Column::Id).in_subquery(newest))
         .all(db)
         .await?;
     Ok(rows.into_iter().next())
