@@ -300,9 +300,12 @@ impl Store {
     }
 
     /// Whether the saga stops driving an order after writing `row`: its saga is done, or its
-    /// next step is due later.
+    /// next step is due later. A step due now was stamped a moment before the write's
+    /// `update_time`, a deferred one (a retry, a poll) at least a retry delay after it: the
+    /// margin keeps a clock step or a time cut to microseconds from reading one as the other.
     pub fn parks(row: &order::Model) -> bool {
-        row.saga_step == step::DONE || row.next_attempt_at > row.update_time
+        const MARGIN: chrono::TimeDelta = chrono::TimeDelta::milliseconds(1);
+        row.saga_step == step::DONE || row.next_attempt_at > row.update_time + MARGIN
     }
 
     /// As [`Store::write`], by the saga holding the order's lease as `owner`: a write that parks

@@ -99,3 +99,38 @@ async fn a_write_stores_the_whole_new_row_and_a_stale_one_nothing() {
         svc.stop().await;
     }
 }
+
+/// A step due now is driven on; a deferred one or a finished saga parks the order. A write's
+/// time cut to microseconds (as PostgreSQL stores it) or a clock a little behind must not turn
+/// a step due now into a parked one.
+#[tokio::test]
+async fn a_step_due_now_never_reads_as_deferred() {
+    for h in harnesses(SandboxConfig::default()).await {
+        let svc = h.start_api_only().await;
+        let id = h.create_mp_order(&svc, "parks-1", "p").await;
+        let mut row = h.store().await.order(&id).await.unwrap().unwrap();
+        let stamped = chrono::Utc::now();
+        row.next_attempt_at = stamped;
+        let with_update_time = |row: &Model, t| Model {
+            update_time: t,
+            ..row.clone()
+        };
+        let parks = |row: &Model| esim_ordering::store::Store::parks(row);
+
+        assert!(!parks(&with_update_time(
+            &row,
+            stamped + chrono::TimeDelta::microseconds(50)
+        )));
+        assert!(!parks(&with_update_time(&row, stamped.trunc_subsecs(6))));
+        assert!(!parks(&with_update_time(
+            &row,
+            stamped - chrono::TimeDelta::microseconds(200)
+        )));
+        row.next_attempt_at = stamped + chrono::TimeDelta::milliseconds(100);
+        assert!(parks(&with_update_time(&row, stamped)), "a retry later parks");
+        row.next_attempt_at = stamped;
+        row.saga_step = "DONE".into();
+        assert!(parks(&with_update_time(&row, stamped)), "a finished saga parks");
+        svc.stop().await;
+    }
+}
