@@ -41,17 +41,7 @@ async fn watch_streams_every_change_until_active() {
         tokio::time::timeout(Duration::from_secs(20), collect)
             .await
             .expect("the stream ends at ACTIVE");
-        let states: Vec<_> = seen.iter().map(|e| e.state).collect();
-        assert_eq!(
-            states,
-            vec![
-                pb::OrderState::Pending as i32,
-                pb::OrderState::Provisioning as i32,
-                pb::OrderState::Active as i32
-            ],
-            "{}",
-            h.label
-        );
+        assert_eq!(states_of(&seen), PURCHASED, "{}", h.label);
         assert_eq!(seen[0].name, format!("{}/events/1", created.name));
         assert!(
             h.peers

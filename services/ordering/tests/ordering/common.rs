@@ -521,6 +521,31 @@ pub async fn wait_state(
     wait_for(client, name, secs, |o| o.state == state as i32).await
 }
 
+/// The history of a purchase that went through: PENDING → PROVISIONING → ACTIVE.
+pub const PURCHASED: [pb::OrderState; 3] = [
+    pb::OrderState::Pending,
+    pb::OrderState::Provisioning,
+    pb::OrderState::Active,
+];
+
+/// The states of `events`, oldest first.
+pub fn states_of(events: &[pb::OrderEvent]) -> Vec<pb::OrderState> {
+    events.iter().map(|e| e.state()).collect()
+}
+
+/// The order's events, oldest first (one page).
+pub async fn order_events(client: &mut OrderingServiceClient<Channel>, name: &str) -> Vec<pb::OrderEvent> {
+    client
+        .list_order_events(pb::ListOrderEventsRequest {
+            parent: name.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
 /// The field named by an INVALID_ARGUMENT's BadRequest details.
 pub fn violated_field(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;

@@ -54,27 +54,8 @@ async fn mp_order_goes_to_active_with_the_esim_recorded() {
             h.sandbox.mp_order_status(&refs.mp_order_code).as_deref(),
             Some("1")
         );
-        // The history: PENDING → PROVISIONING → ACTIVE.
-        let events = client
-            .list_order_events(pb::ListOrderEventsRequest {
-                parent: order.name.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .events;
-        let states: Vec<_> = events.iter().map(|e| e.state).collect();
-        assert_eq!(
-            states,
-            vec![
-                pb::OrderState::Pending as i32,
-                pb::OrderState::Provisioning as i32,
-                pb::OrderState::Active as i32
-            ],
-            "{}",
-            h.label
-        );
+        let events = order_events(&mut client, &order.name).await;
+        assert_eq!(states_of(&events), PURCHASED, "{}", h.label);
         assert_eq!(events[2].previous_state, pb::OrderState::Provisioning as i32);
         svc.stop().await;
     }
@@ -405,28 +386,8 @@ async fn mp_answer_recorded_by_provisioning_alone_completes_the_order() {
                 .load(std::sync::atomic::Ordering::SeqCst),
             0
         );
-        let states: Vec<_> = client
-            .list_order_events(pb::ListOrderEventsRequest {
-                parent: order.name.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .events
-            .iter()
-            .map(|e| e.state)
-            .collect();
-        assert_eq!(
-            states,
-            vec![
-                pb::OrderState::Pending as i32,
-                pb::OrderState::Provisioning as i32,
-                pb::OrderState::Active as i32
-            ],
-            "{}",
-            h.label
-        );
+        let events = order_events(&mut client, &order.name).await;
+        assert_eq!(states_of(&events), PURCHASED, "{}", h.label);
         svc.stop().await;
     }
 }
