@@ -45,3 +45,44 @@ async fn an_mp_traveller_buys_installs_tops_up_and_ends_an_esim() {
     traveller.suspend_resume_terminate(&active).await;
     suite.stop().await;
 }
+
+/// The lookup ordering makes when it finds an order stopped while MP answered
+/// (`Peers::esim_of_order`, provisioning's `ListEsims` by order), over the real service and the
+/// internal credential: the order's eSIM with MP's order code, and nothing for an unknown order.
+#[tokio::test]
+async fn ordering_finds_an_orders_esim_at_provisioning() {
+    use esim_ordering::{GrpcPeers, Peers};
+    let suite = TestSuite::start(|| async { testing::fresh_sqlite() }, Vec::new())
+        .await
+        .unwrap();
+    let mut traveller = Traveller::new(&suite, "peer-lookup").await;
+    traveller.sync_catalog().await;
+    let country = traveller.country(Provider::Mp, "JP").await;
+    let listed = traveller.cheapest_product(&country, Provider::Mp).await;
+    let product = traveller.product(&listed).await;
+    let order = traveller.create_order(&product, false).await;
+    let active = traveller.watch_until(&order, OrderState::Active).await;
+
+    let env = esim_runtime::Env::from_vars(
+        "ORDERING",
+        [(
+            "ORDERING_PROVISIONING_URL",
+            format!("http://{}", suite.addr("provisioning")),
+        )],
+    );
+    let peers = GrpcPeers::connect(&env, Some(suite.suite.internal.clone())).unwrap();
+    let esim = peers
+        .esim_of_order(&active.name)
+        .await
+        .unwrap()
+        .expect("the order's eSIM");
+    assert_eq!(esim.name, active.esim);
+    assert_eq!(
+        esim.upstream_order_code,
+        active.upstream_references.unwrap_or_default().mp_order_code
+    );
+    assert_eq!(esim.iccid, active.iccid);
+    let unknown = peers.esim_of_order("orders/01M89EHM7HEJ4TVJME54VNZ4RZ").await;
+    assert!(unknown.unwrap().is_none());
+    suite.stop().await;
+}
