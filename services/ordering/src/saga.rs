@@ -11,8 +11,9 @@
 //! the marker after a restart means the call may have happened, and the order is resolved
 //! without sending it again — MP: carried on from the eSIM provisioning recorded from MP's
 //! answer (sent to provisioning beside the order's own write), else UNKNOWN_OUTCOME for an
-//! operator (MP cannot be queried by our request id); FMS pre-order: FAILED (an unpaid reservation lapses by itself, nothing is
-//! charged); FMS notification: resolved by `queryOrdStatusAndEmail`.
+//! operator (MP cannot be queried by our request id); FMS pre-order: FAILED (an unpaid
+//! reservation lapses by itself, nothing is charged); FMS notification: resolved by
+//! `queryOrdStatusAndEmail`.
 //! Peer calls (provisioning, usage) are idempotent by request ids derived from the order and
 //! are retried with backoff until they succeed.
 //! A step's outcome the database cannot take right now (a restart, a failover) is written
