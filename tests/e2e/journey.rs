@@ -56,10 +56,7 @@ async fn ordering_finds_an_orders_esim_at_provisioning() {
         .await
         .unwrap();
     let mut traveller = Traveller::new(&suite, "peer-lookup").await;
-    traveller.sync_catalog().await;
-    let country = traveller.country(Provider::Mp, "JP").await;
-    let listed = traveller.cheapest_product(&country, Provider::Mp).await;
-    let product = traveller.product(&listed).await;
+    let product = traveller.synced_cheapest_product(Provider::Mp, "JP").await;
     let order = traveller.create_order(&product, false).await;
     let active = traveller.watch_until(&order, OrderState::Active).await;
 

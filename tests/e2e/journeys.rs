@@ -20,10 +20,7 @@ async fn an_fms_traveller_pays_installs_and_is_refused_what_fms_cannot_do() {
         .await
         .unwrap();
     let mut traveller = Traveller::new(&suite, "fms-journey").await;
-    traveller.sync_catalog().await;
-    let country = traveller.country(Provider::Fms, "JP").await;
-    let listed = traveller.cheapest_product(&country, Provider::Fms).await;
-    let product = traveller.product(&listed).await;
+    let product = traveller.synced_cheapest_product(Provider::Fms, "JP").await;
 
     // FMS pre-orders the profile, then waits for the reseller's payment report.
     let order = traveller.create_order(&product, false).await;

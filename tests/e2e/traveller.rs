@@ -133,6 +133,15 @@ impl Traveller {
         products.into_iter().next().expect("not empty")
     }
 
+    /// The cheapest of `provider`'s products for `preferred` (or the country it sells in),
+    /// as got by name, after a catalogue sync.
+    pub async fn synced_cheapest_product(&mut self, provider: Provider, preferred: &str) -> Product {
+        self.sync_catalog().await;
+        let country = self.country(provider, preferred).await;
+        let listed = self.cheapest_product(&country, provider).await;
+        self.product(&listed).await
+    }
+
     /// Gets `listed` again by name: the same product.
     pub async fn product(&mut self, listed: &Product) -> Product {
         let product = self

@@ -69,6 +69,14 @@ pub struct TestPeers {
     pub fail_start_tracking: AtomicU32,
 }
 
+/// The eSIM a recorded CreateEsim request stands for, named after its request id.
+fn recorded_esim(stored: &provisioning::CreateEsimRequest) -> provisioning::Esim {
+    provisioning::Esim {
+        name: format!("esims/e-{}", stored.request_id.to_lowercase()),
+        ..stored.esim.clone().unwrap_or_default()
+    }
+}
+
 /// Takes one from a failure budget; false once it is spent.
 fn take_one(budget: &AtomicU32) -> bool {
     budget
@@ -100,9 +108,7 @@ impl Peers for TestPeers {
         }
         let mut esims = self.esims.lock().unwrap();
         let stored = esims.entry(request.request_id.clone()).or_insert(request);
-        let mut esim = stored.esim.clone().unwrap();
-        esim.name = format!("esims/e-{}", stored.request_id.to_lowercase());
-        Ok(esim)
+        Ok(recorded_esim(stored))
     }
 
     async fn esim_of_order(&self, order: &str) -> Result<Option<provisioning::Esim>, Status> {
@@ -110,13 +116,10 @@ impl Peers for TestPeers {
             return Err(Status::unavailable("provisioning is restarting"));
         }
         let esims = self.esims.lock().unwrap();
-        Ok(esims.values().find_map(|stored| {
-            let esim = stored.esim.as_ref()?;
-            (esim.order == order).then(|| provisioning::Esim {
-                name: format!("esims/e-{}", stored.request_id.to_lowercase()),
-                ..esim.clone()
-            })
-        }))
+        Ok(esims
+            .values()
+            .find(|stored| stored.esim.as_ref().is_some_and(|esim| esim.order == order))
+            .map(recorded_esim))
     }
 
     async fn provision_esim(
