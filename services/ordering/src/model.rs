@@ -126,8 +126,8 @@ pub mod step {
     pub const SFT_PROVISIONING: &str = "SFT_PROVISIONING";
     /// MP/FMS: provisioning records the eSIM (`CreateEsim`), then usage starts tracking it; one
     /// write stores both (a crash in between repeats the idempotent `CreateEsim`). For MP,
-    /// `CreateEsim` is first sent beside the write of MP's answer; the order stays on this step
-    /// only when that call failed.
+    /// `CreateEsim` is first sent as MP answers, before the order stores the answer; the order
+    /// is stored on this step only when that call failed.
     pub const RECORD_ESIM: &str = "RECORD_ESIM";
     /// Usage starts tracking the eSIM: after SFT provisioning, or again when usage could not be
     /// reached right after `RECORD_ESIM`.

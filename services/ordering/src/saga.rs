@@ -10,10 +10,11 @@
 //! the FMS payment notification) are preceded by a marker step (`*_PLACING`, `SENDING`): finding
 //! the marker after a restart means the call may have happened, and the order is resolved
 //! without sending it again — MP: carried on from the eSIM provisioning recorded from MP's
-//! answer (sent to provisioning beside the order's own write), else UNKNOWN_OUTCOME for an
-//! operator (MP cannot be queried by our request id); FMS pre-order: FAILED (an unpaid
-//! reservation lapses by itself, nothing is charged); FMS notification: resolved by
-//! `queryOrdStatusAndEmail`.
+//! answer (MP's answer goes to provisioning first; the order stores it once tracking has
+//! started too, in one write, or at once, sealed, when provisioning cannot take it), else
+//! UNKNOWN_OUTCOME for an operator (MP cannot be queried by our request id); FMS pre-order:
+//! FAILED (an unpaid reservation lapses by itself, nothing is charged); FMS notification:
+//! resolved by `queryOrdStatusAndEmail`.
 //! Peer calls (provisioning, usage) are idempotent by request ids derived from the order and
 //! are retried with backoff until they succeed.
 //! A step's outcome the database cannot take right now (a restart, a failover) is written
@@ -33,7 +34,7 @@ use esim_upstream::error::{ErrorKind, FmsCode};
 use esim_upstream::fms::{
     FmsClient, FmsCredentials, PayStatus, PaymentNotice, PreOrderInput, wire::PaymentResult,
 };
-use esim_upstream::mp::{CreateOrder, CreatedOrder, MpClient};
+use esim_upstream::mp::{CreateOrder, MpClient};
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -146,6 +147,9 @@ impl Drop for InFlight<'_> {
 /// to an operator (backing off as any retry).
 const MP_RESUME_ATTEMPTS: i32 = 8;
 
+/// The reason an MP order is PROVISIONING once MP answered and provisioning recorded the eSIM.
+const PLACED_AND_RECORDED: &str = "placed at MP and the eSIM recorded; starting usage tracking";
+
 fn chrono_dur(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -227,6 +231,20 @@ impl Saga {
     async fn write(&self, old: &order::Model, new: order::Model) -> Result<Option<order::Model>> {
         through_outage("saga: storing a step's outcome", || {
             self.store.write_as(old, new.clone(), Some(&self.config.owner))
+        })
+        .await
+    }
+
+    /// As [`Saga::write`], the order passing through `via` on the way ([`Store::write_via`]).
+    async fn write_via(
+        &self,
+        old: &order::Model,
+        via: (State, &str),
+        new: order::Model,
+    ) -> Result<Option<order::Model>> {
+        through_outage("saga: storing a step's outcome", || {
+            self.store
+                .write_via(old, via, new.clone(), Some(&self.config.owner))
         })
         .await
     }
@@ -560,24 +578,46 @@ impl Saga {
         };
         match self.mp.activation_code(&request, &o.id).await {
             Ok(created) => {
-                let sealed = self
-                    .cipher
-                    .encrypt(created.activation_code.expose(), &format!("orders/{}", o.id))?;
                 let mut placed = o.clone();
                 placed.iccid = Some(created.iccid.to_string());
                 placed.mp_order_code = Some(created.order_code.clone());
                 let recording = self.esim_request(&placed, created.activation_code.expose().to_owned())?;
-                // MP's answer goes to the order and to provisioning at once, and either copy is
-                // enough for a resumed order to carry on (`mp_resume`): the purchase waits for
-                // one round trip here instead of two in a row.
-                let (stored, recorded) = tokio::join!(
-                    self.store_mp_answer(o, &created, sealed),
-                    self.peers.create_esim(recording),
-                );
-                let Some(stored) = stored? else {
-                    return Ok(None);
+                let next = match self.peers.create_esim(recording).await {
+                    // Provisioning holds MP's answer now, where a resumed order finds it
+                    // (`mp_resume`): the order stores it with tracking's outcome, in one write
+                    // for the whole purchase.
+                    Ok(esim) => {
+                        let mut recorded = Self::advanced(
+                            &placed,
+                            step::TRACK,
+                            Some(State::Provisioning),
+                            Some(PLACED_AND_RECORDED),
+                        );
+                        recorded.esim_name = Some(esim.name);
+                        self.tracking(recorded).await?
+                    }
+                    // The order's row is the only copy: it keeps the code sealed until
+                    // provisioning takes it.
+                    Err(status) => {
+                        let mut n = Self::retried(
+                            &Self::advanced(
+                                &placed,
+                                step::RECORD_ESIM,
+                                Some(State::Provisioning),
+                                Some("placed at MP; recording the eSIM"),
+                            ),
+                            step::RECORD_ESIM,
+                            format!("provisioning CreateEsim: {}", status.message()),
+                            self.backoff(0),
+                        );
+                        n.activation_code_enc = Some(
+                            self.cipher
+                                .encrypt(created.activation_code.expose(), &format!("orders/{}", o.id))?,
+                        );
+                        n
+                    }
                 };
-                self.esim_recorded(stored, recorded).await
+                self.store_mp_answer(o, next).await
             }
             Err(err) if err.outcome_unknown() => {
                 let reason = format!(
@@ -603,27 +643,19 @@ impl Saga {
         }
     }
 
-    /// Stores MP's answer in the order (PROVISIONING, the activation code sealed until
-    /// provisioning has it).
-    async fn store_mp_answer(
-        &self,
-        o: order::Model,
-        created: &CreatedOrder,
-        sealed: String,
-    ) -> Result<Option<order::Model>> {
+    /// Stores `next`, the order with MP's answer, over `o`, on `MP_PLACING`. An order going
+    /// straight to ACTIVE passes through PROVISIONING on the way, as its history shows.
+    async fn store_mp_answer(&self, o: order::Model, next: order::Model) -> Result<Option<order::Model>> {
         let mut current = o;
         loop {
-            let mut n = Self::advanced(
-                &current,
-                step::RECORD_ESIM,
-                Some(State::Provisioning),
-                Some("placed at MP; recording the eSIM"),
-            );
-            n.iccid = Some(created.iccid.to_string());
-            n.mp_order_code = Some(created.order_code.clone());
-            n.activation_code_enc = Some(sealed.clone());
-            if let Some(stored) = self.write(&current, n).await? {
-                return Ok(Some(stored));
+            let stored = if next.state == State::Provisioning.as_str() {
+                self.write(&current, next.clone()).await?
+            } else {
+                self.write_via(&current, (State::Provisioning, PLACED_AND_RECORDED), next.clone())
+                    .await?
+            };
+            if stored.is_some() {
+                return Ok(stored);
             }
             // Our lease ran out during a slow call and another replica may have marked the
             // order UNKNOWN_OUTCOME: we know the outcome, so it must not be lost.
@@ -1192,7 +1224,8 @@ impl Saga {
                 recorded.activation_code_enc = None;
                 // Tracking starts at once, and one write stores both steps: a crash in between
                 // repeats CreateEsim, which is idempotent by its request id.
-                self.start_tracking(&o, recorded).await
+                let next = self.tracking(recorded).await?;
+                self.write(&o, next).await
             }
             // Money is spent upstream: never give up, keep the reason visible.
             Err(status) => {
@@ -1207,12 +1240,13 @@ impl Saga {
     }
 
     async fn track(&self, o: order::Model) -> Result<Option<order::Model>> {
-        self.start_tracking(&o, o.clone()).await
+        let next = self.tracking(o.clone()).await?;
+        self.write(&o, next).await
     }
 
-    /// Has usage track `o`'s eSIM and ends the saga ACTIVE, or stays on TRACK to retry. `o` may
-    /// hold fields not stored yet; `stored` is the row as last written (the version guard).
-    async fn start_tracking(&self, stored: &order::Model, o: order::Model) -> Result<Option<order::Model>> {
+    /// Has usage track `o`'s eSIM: the order to store next, ACTIVE with the saga done, or on
+    /// TRACK to retry. `o` may hold fields not stored yet.
+    async fn tracking(&self, o: order::Model) -> Result<order::Model> {
         let provider = Provider::parse(&o.provider)
             .ok_or_else(|| OrderingError::Internal(format!("stored provider {:?}", o.provider)))?;
         let plan_end = Utc::now()
@@ -1235,19 +1269,18 @@ impl Saga {
             plan_end_time: Some(timestamp(plan_end)),
         };
         match self.peers.start_tracking(request).await {
-            Ok(()) => {
-                let active = Self::advanced(&o, step::DONE, Some(State::Active), Some("the eSIM is ready"));
-                self.write(stored, active).await
-            }
-            Err(status) => {
-                let n = Self::retried(
-                    &o,
-                    step::TRACK,
-                    format!("usage StartUsageTracking: {}", status.message()),
-                    self.backoff(o.attempts),
-                );
-                self.write(stored, n).await
-            }
+            Ok(()) => Ok(Self::advanced(
+                &o,
+                step::DONE,
+                Some(State::Active),
+                Some("the eSIM is ready"),
+            )),
+            Err(status) => Ok(Self::retried(
+                &o,
+                step::TRACK,
+                format!("usage StartUsageTracking: {}", status.message()),
+                self.backoff(o.attempts),
+            )),
         }
     }
 }

@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, MutexGuard, broadcast};
 
 use crate::entity::{fms_account, idempotency_key, order, order_event, top_up};
 use crate::error::{OrderingError, Result};
-use crate::model::step;
+use crate::model::{State, step};
 
 /// How long a database call is tried again through an outage (a restart, a failover). Each
 /// attempt can itself wait for a connection (the pool's acquire timeout), so the bound is on
@@ -314,6 +314,29 @@ impl Store {
     pub async fn write_as(
         &self,
         old: &order::Model,
+        new: order::Model,
+        owner: Option<&str>,
+    ) -> Result<Option<order::Model>> {
+        self.write_events(old, None, new, owner).await
+    }
+
+    /// As [`Store::write_as`], the order passing through `via` (a state and the reason it was
+    /// entered) on its way to `new`'s state: two events in the one write, as if it had been
+    /// two writes.
+    pub async fn write_via(
+        &self,
+        old: &order::Model,
+        via: (State, &str),
+        new: order::Model,
+        owner: Option<&str>,
+    ) -> Result<Option<order::Model>> {
+        self.write_events(old, Some(via), new, owner).await
+    }
+
+    async fn write_events(
+        &self,
+        old: &order::Model,
+        via: Option<(State, &str)>,
         mut new: order::Model,
         owner: Option<&str>,
     ) -> Result<Option<order::Model>> {
@@ -322,11 +345,11 @@ impl Store {
         new.update_time = now;
         let state_changed = new.state != old.state;
         if state_changed {
-            let terminal = crate::model::State::parse(&new.state).is_some_and(|s| s.is_terminal());
+            let terminal = State::parse(&new.state).is_some_and(|s| s.is_terminal());
             if terminal && new.end_time.is_none() {
                 new.end_time = Some(now);
             }
-            if new.state == crate::model::State::Active.as_str() && new.activate_time.is_none() {
+            if new.state == State::Active.as_str() && new.activate_time.is_none() {
                 new.activate_time = Some(now);
             }
         }
@@ -360,13 +383,20 @@ impl Store {
             let updated = update.exec(&self.db).await?;
             return Ok((updated.rows_affected == 1).then_some(new));
         }
-        let mut event = order_event::Model {
+        let event = |previous_state: &str, state: &str, reason: &str| order_event::Model {
             order_id: old.id.clone(),
             sequence: 0,
-            previous_state: old.state.clone(),
-            state: new.state.clone(),
-            reason: new.state_reason.clone(),
+            previous_state: previous_state.to_owned(),
+            state: state.to_owned(),
+            reason: reason.to_owned(),
             create_time: now,
+        };
+        let mut events = match via {
+            Some((via, reason)) => vec![
+                event(&old.state, via.as_str(), reason),
+                event(via.as_str(), &new.state, &new.state_reason),
+            ],
+            None => vec![event(&old.state, &new.state, &new.state_reason)],
         };
         let appended = if self.db.get_database_backend() == DatabaseBackend::Postgres {
             // One statement, so one round trip instead of four (BEGIN, UPDATE, INSERT, COMMIT):
@@ -375,26 +405,26 @@ impl Store {
             let mut update = update.into_query();
             update.returning_col(order::Column::Id);
             let updated = Alias::new("updated");
-            let insert = Self::event_insert(&event, RowsFrom::Cte(updated.clone()))?;
+            let insert = Self::event_insert(&events, RowsFrom::Cte(updated.clone()))?;
             let statement = WithClause::new()
                 .cte(cte(update, updated))
                 .to_owned()
                 .query(insert);
-            let rows = self.db.query_all(&statement).await?;
-            Self::sequence_of(rows.first())?
+            Self::sequences_of(&self.db.query_all(&statement).await?)?
         } else {
             // One call to SQLite's thread instead of four (BEGIN, UPDATE, INSERT, COMMIT): the
             // event is inserted only if the UPDATE changed the row, so a stale `version` writes
             // neither.
-            let insert = Self::event_insert(&event, RowsFrom::PreviousChangedOne)?;
-            let rows = sqlite_atomic(&self.db, &[&update.into_query(), &insert]).await?;
-            Self::sequence_of(rows.first())?
+            let insert = Self::event_insert(&events, RowsFrom::PreviousChangedOne)?;
+            Self::sequences_of(&sqlite_atomic(&self.db, &[&update.into_query(), &insert]).await?)?
         };
-        let Some(sequence) = appended else {
+        if appended.is_empty() {
             return Ok(None);
-        };
-        event.sequence = sequence;
-        self.publish(event, &new);
+        }
+        for (mut event, sequence) in events.drain(..).zip(appended) {
+            event.sequence = sequence;
+            self.publish(event, &new);
+        }
         Ok(Some(new))
     }
 
@@ -420,34 +450,46 @@ impl Store {
         changes
     }
 
-    /// Inserts `event` as its order's next one (its `sequence` is ignored), returning the
-    /// sequence it got; once per row of `from` when given (none: nothing inserted). The write
-    /// that appends an event holds its order's row, so the next sequence cannot be taken twice.
+    /// Inserts `events` as their order's next ones, in turn (their `sequence`s are ignored),
+    /// returning the sequences they got; once per row of `from` when given (none: nothing
+    /// inserted). The write that appends them holds its order's row, so the next sequence
+    /// cannot be taken twice. Each row's sequence is counted from the events stored before the
+    /// statement (both databases read the table for an `INSERT … SELECT` from itself before
+    /// inserting), hence the offsets.
     fn event_insert(
-        event: &order_event::Model,
+        events: &[order_event::Model],
         from: RowsFrom,
     ) -> Result<sea_orm::sea_query::InsertStatement> {
         use order_event::Column as C;
-        use sea_orm::sea_query::ExprTrait;
-        let next_sequence = Query::select()
-            .expr(
-                Expr::expr(Func::coalesce([
-                    Expr::from(Func::max(Expr::col(C::Sequence))),
-                    Expr::val(0i64),
-                ]))
-                .add(1i64),
-            )
-            .from(order_event::Entity)
-            .and_where(Expr::col(C::OrderId).eq(event.order_id.as_str()))
-            .to_owned();
-        let mut row = Query::select();
-        row.expr(Expr::val(event.order_id.as_str()))
-            .expr(Expr::SubQuery(None, Box::new(next_sequence.into())))
-            .expr(Expr::val(event.previous_state.as_str()))
-            .expr(Expr::val(event.state.as_str()))
-            .expr(Expr::val(event.reason.as_str()))
-            .expr(Expr::val(event.create_time));
-        from.apply(&mut row);
+        use sea_orm::sea_query::{ExprTrait, UnionType};
+        let mut rows = events.iter().zip(1i64..).map(|(event, offset)| {
+            let next_sequence = Query::select()
+                .expr(
+                    Expr::expr(Func::coalesce([
+                        Expr::from(Func::max(Expr::col(C::Sequence))),
+                        Expr::val(0i64),
+                    ]))
+                    .add(offset),
+                )
+                .from(order_event::Entity)
+                .and_where(Expr::col(C::OrderId).eq(event.order_id.as_str()))
+                .to_owned();
+            let mut row = Query::select();
+            row.expr(Expr::val(event.order_id.as_str()))
+                .expr(Expr::SubQuery(None, Box::new(next_sequence.into())))
+                .expr(Expr::val(event.previous_state.as_str()))
+                .expr(Expr::val(event.state.as_str()))
+                .expr(Expr::val(event.reason.as_str()))
+                .expr(Expr::val(event.create_time));
+            from.apply(&mut row);
+            row
+        });
+        let mut select = rows
+            .next()
+            .ok_or_else(|| OrderingError::Internal("no event to insert".into()))?;
+        for row in rows {
+            select.union(UnionType::All, row);
+        }
         Ok(Query::insert()
             .into_table(order_event::Entity)
             .columns([
@@ -458,17 +500,20 @@ impl Store {
                 C::Reason,
                 C::CreateTime,
             ])
-            .select_from(row)
-            .map_err(|e| crate::error::OrderingError::Internal(e.to_string()))?
+            .select_from(select)
+            .map_err(|e| OrderingError::Internal(e.to_string()))?
             .returning_col(C::Sequence)
             .to_owned())
     }
 
-    /// The sequence an event insert returned, if it inserted one.
-    fn sequence_of(row: Option<&sea_orm::QueryResult>) -> Result<Option<i64>> {
-        Ok(row
+    /// The sequences an event insert returned, ascending (none: it inserted none).
+    fn sequences_of(rows: &[sea_orm::QueryResult]) -> Result<Vec<i64>> {
+        let mut sequences = rows
+            .iter()
             .map(|row| row.try_get("", order_event::Column::Sequence.as_str()))
-            .transpose()?)
+            .collect::<std::result::Result<Vec<i64>, _>>()?;
+        sequences.sort_unstable();
+        Ok(sequences)
     }
 
     /// Orders whose saga step is due and not leased, oldest due first.

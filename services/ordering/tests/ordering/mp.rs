@@ -327,10 +327,11 @@ async fn mp_answer_is_kept_until_the_database_takes_it() {
     }
 }
 
-/// The database refuses MP's answer for the order for good, but provisioning recorded the eSIM
-/// from the same answer, sent beside it: the order, found on its `MP_PLACING` marker, asks
-/// provisioning (unreachable once, so asked again) and ends ACTIVE with MP's order code and
-/// ICCID, placed once, where it used to end UNKNOWN_OUTCOME for an operator.
+/// The database refuses the order's write of MP's answer (`MP_PLACING` straight to ACTIVE) for
+/// good, but provisioning recorded the eSIM from the same answer first: the order, found on its
+/// `MP_PLACING` marker, asks provisioning (unreachable once, so asked again) and ends ACTIVE
+/// with MP's order code and ICCID, placed once, where it used to end UNKNOWN_OUTCOME for an
+/// operator.
 #[tokio::test]
 async fn mp_answer_recorded_by_provisioning_alone_completes_the_order() {
     use sea_orm::ConnectionTrait;
@@ -341,7 +342,8 @@ async fn mp_answer_recorded_by_provisioning_alone_completes_the_order() {
         let refuse_answer: &[&str] = if h.label == "postgres" {
             &[
                 "CREATE FUNCTION test_refuse_answer() RETURNS trigger AS $$ BEGIN \
-                 IF NEW.saga_step = 'RECORD_ESIM' THEN RAISE EXCEPTION 'injected refusal'; END IF; \
+                 IF OLD.saga_step = 'MP_PLACING' AND NEW.state = 'ACTIVE' THEN \
+                 RAISE EXCEPTION 'injected refusal'; END IF; \
                  RETURN NEW; END $$ LANGUAGE plpgsql",
                 "CREATE TRIGGER test_refuse_answer BEFORE UPDATE ON ordering_orders FOR EACH ROW \
                  EXECUTE FUNCTION test_refuse_answer()",
@@ -349,7 +351,8 @@ async fn mp_answer_recorded_by_provisioning_alone_completes_the_order() {
         } else {
             &[
                 "CREATE TRIGGER test_refuse_answer BEFORE UPDATE ON ordering_orders \
-               WHEN NEW.saga_step = 'RECORD_ESIM' BEGIN SELECT RAISE(ABORT, 'injected refusal'); END",
+               WHEN OLD.saga_step = 'MP_PLACING' AND NEW.state = 'ACTIVE' \
+               BEGIN SELECT RAISE(ABORT, 'injected refusal'); END",
             ]
         };
         for statement in refuse_answer {

@@ -100,6 +100,80 @@ async fn a_write_stores_the_whole_new_row_and_a_stale_one_nothing() {
     }
 }
 
+/// A write through a state appends two events in turn, as two writes would, and publishes both
+/// to this process's watchers; a stale one appends neither.
+#[tokio::test]
+async fn a_write_via_a_state_appends_both_events_and_a_stale_one_neither() {
+    for h in harnesses(SandboxConfig::default()).await {
+        let svc = h.start_api_only().await;
+        let id = h.create_mp_order(&svc, "via-1", "v").await;
+        let store = h.store().await;
+        let mut watch = store.watch(&id);
+        let old = store.order(&id).await.unwrap().unwrap();
+        assert_eq!(old.state, "PENDING");
+
+        let mut active = old.clone();
+        active.state = "ACTIVE".into();
+        active.state_reason = "ready".into();
+        let via = (esim_ordering::model::State::Provisioning, "on the way");
+        let written = store
+            .write_via(&old, via, active.clone(), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store.write_via(&old, via, active, None).await.unwrap().is_none(),
+            "{}",
+            h.label
+        );
+        let (_, events) = store.order_with_events(&id, Some(0), 10).await.unwrap().unwrap();
+        let trail = events
+            .iter()
+            .map(|e| {
+                (
+                    e.sequence,
+                    e.previous_state.as_str(),
+                    e.state.as_str(),
+                    e.reason.as_str(),
+                )
+            })
+            .collect::<Vec<_>>();
+        assert_eq!(
+            trail,
+            [
+                (1, "", "PENDING", trail[0].3),
+                (2, "PENDING", "PROVISIONING", "on the way"),
+                (3, "PROVISIONING", "ACTIVE", "ready"),
+            ],
+            "{}",
+            h.label
+        );
+        for (sequence, state) in [(2, "PROVISIONING"), (3, "ACTIVE")] {
+            let published = watch.next().await.unwrap();
+            assert_eq!(
+                (published.event.sequence, published.event.state.as_str()),
+                (sequence, state),
+                "{}",
+                h.label
+            );
+            assert_eq!(published.row.version, written.version, "{}", h.label);
+        }
+
+        // The next event follows on.
+        let mut finished = written.clone();
+        finished.state = "FINISHED".into();
+        store.write_as(&written, finished, None).await.unwrap().unwrap();
+        let (_, events) = store.order_with_events(&id, Some(3), 10).await.unwrap().unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+            [4],
+            "{}",
+            h.label
+        );
+        svc.stop().await;
+    }
+}
+
 /// A step due now is driven on; a deferred one or a finished saga parks the order. A write's
 /// time cut to microseconds (as PostgreSQL stores it) or a clock a little behind must not turn
 /// a step due now into a parked one.
