@@ -59,7 +59,7 @@ impl Peers for InMemoryPeers {
         request: provisioning::CreateEsimRequest,
     ) -> Result<provisioning::Esim, Status> {
         let esim = provisioning::Esim {
-            name: format!("esims/{}", request.request_id.to_lowercase()),
+            name: format!("esims/{}", request.esim_id),
             ..request.esim.unwrap_or_default()
         };
         let mut esims = self.esims.lock().unwrap();

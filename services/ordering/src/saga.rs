@@ -150,6 +150,18 @@ const MP_RESUME_ATTEMPTS: i32 = 8;
 /// The reason an MP order is PROVISIONING once MP answered and provisioning recorded the eSIM.
 const PLACED_AND_RECORDED: &str = "placed at MP and the eSIM recorded; starting usage tracking";
 
+/// The id of an MP or FMS order's eSIM at provisioning: the order's own (one eSIM per order),
+/// in the lower case of provisioning's ids. Chosen by us, so that usage can track the eSIM
+/// while provisioning records it.
+fn esim_id(order_id: &str) -> String {
+    order_id.to_ascii_lowercase()
+}
+
+/// `esims/{esim_id}`.
+fn esim_name(order_id: &str) -> String {
+    format!("esims/{}", esim_id(order_id))
+}
+
 fn chrono_dur(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -581,42 +593,30 @@ impl Saga {
                 let mut placed = o.clone();
                 placed.iccid = Some(created.iccid.to_string());
                 placed.mp_order_code = Some(created.order_code.clone());
-                let recording = self.esim_request(&placed, created.activation_code.expose().to_owned())?;
-                let next = match self.peers.create_esim(recording).await {
-                    // Provisioning holds MP's answer now, where a resumed order finds it
-                    // (`mp_resume`): the order stores it with tracking's outcome, in one write
-                    // for the whole purchase.
-                    Ok(esim) => {
-                        let mut recorded = Self::advanced(
-                            &placed,
-                            step::TRACK,
-                            Some(State::Provisioning),
-                            Some(PLACED_AND_RECORDED),
-                        );
-                        recorded.esim_name = Some(esim.name);
-                        self.tracking(recorded).await?
-                    }
+                let placed = Self::advanced(
+                    &placed,
+                    step::RECORD_ESIM,
+                    Some(State::Provisioning),
+                    Some("placed at MP; recording the eSIM"),
+                );
+                // Provisioning holds MP's answer once `CreateEsim` succeeds, where a resumed
+                // order finds it (`mp_resume`): the order stores the answer with the outcome of
+                // both calls, in one write for the whole purchase.
+                let mut next = self
+                    .record_and_track(
+                        &placed,
+                        created.activation_code.expose().to_owned(),
+                        PLACED_AND_RECORDED,
+                    )
+                    .await?;
+                if next.saga_step == step::RECORD_ESIM {
                     // The order's row is the only copy: it keeps the code sealed until
                     // provisioning takes it.
-                    Err(status) => {
-                        let mut n = Self::retried(
-                            &Self::advanced(
-                                &placed,
-                                step::RECORD_ESIM,
-                                Some(State::Provisioning),
-                                Some("placed at MP; recording the eSIM"),
-                            ),
-                            step::RECORD_ESIM,
-                            format!("provisioning CreateEsim: {}", status.message()),
-                            self.backoff(0),
-                        );
-                        n.activation_code_enc = Some(
-                            self.cipher
-                                .encrypt(created.activation_code.expose(), &format!("orders/{}", o.id))?,
-                        );
-                        n
-                    }
-                };
+                    next.activation_code_enc = Some(
+                        self.cipher
+                            .encrypt(created.activation_code.expose(), &format!("orders/{}", o.id))?,
+                    );
+                }
                 self.store_mp_answer(o, next).await
             }
             Err(err) if err.outcome_unknown() => {
@@ -1177,9 +1177,44 @@ impl Saga {
             return Err(OrderingError::Internal("no activation code to record".into()));
         };
         let code = self.cipher.decrypt(sealed, &format!("orders/{}", o.id))?;
-        let request = self.esim_request(&o, code)?;
-        let recorded = self.peers.create_esim(request).await;
-        self.esim_recorded(o, recorded).await
+        let next = self
+            .record_and_track(&o, code, "eSIM recorded; starting usage tracking")
+            .await?;
+        self.write(&o, next).await
+    }
+
+    /// Records `o`'s eSIM at provisioning (`CreateEsim`) and has usage track it, both at once:
+    /// the eSIM's name is ours to give ([`esim_name`]). Returns the order to store next: ACTIVE;
+    /// on TRACK to retry tracking; or `o` on RECORD_ESIM to retry both (tracking is idempotent
+    /// by its request id, as `CreateEsim` is, so a crash before the write repeats them safely).
+    async fn record_and_track(
+        &self,
+        o: &order::Model,
+        activation_code: String,
+        reason: &str,
+    ) -> Result<order::Model> {
+        let request = self.esim_request(o, activation_code)?;
+        let name = esim_name(&o.id);
+        let mut recorded = Self::advanced(o, step::TRACK, Some(State::Provisioning), Some(reason));
+        recorded.esim_name = Some(name.clone());
+        // Provisioning keeps the credential now; ordering forgets it.
+        recorded.activation_code_enc = None;
+        let (created, tracked) = tokio::join!(self.peers.create_esim(request), self.tracking(recorded));
+        match created {
+            Ok(esim) if esim.name == name => tracked,
+            Ok(esim) => Err(OrderingError::Internal(format!(
+                "provisioning named the eSIM {} where {name} was asked: it must honour `esim_id` \
+                 (upgrade provisioning before ordering)",
+                esim.name
+            ))),
+            // Money is spent upstream: never give up, keep the reason visible.
+            Err(status) => Ok(Self::retried(
+                o,
+                step::RECORD_ESIM,
+                format!("provisioning CreateEsim: {}", status.message()),
+                self.backoff(o.attempts),
+            )),
+        }
     }
 
     /// Provisioning's `CreateEsim` for `o`'s eSIM, idempotent by a request id of the order.
@@ -1192,6 +1227,7 @@ impl Saga {
             .ok_or_else(|| OrderingError::Internal(format!("stored provider {:?}", o.provider)))?;
         Ok(provisioning::CreateEsimRequest {
             request_id: format!("{}-esim", o.id),
+            esim_id: esim_id(&o.id),
             esim: Some(provisioning::Esim {
                 order: format!("orders/{}", o.id),
                 provider: provider.to_pb() as i32,
@@ -1202,41 +1238,6 @@ impl Saga {
             }),
             activation_code,
         })
-    }
-
-    /// After `CreateEsim` for `o` (stored on `RECORD_ESIM`): tracking starts, or the step is
-    /// taken again later.
-    async fn esim_recorded(
-        &self,
-        o: order::Model,
-        recorded: std::result::Result<provisioning::Esim, tonic::Status>,
-    ) -> Result<Option<order::Model>> {
-        match recorded {
-            Ok(esim) => {
-                let mut recorded = Self::advanced(
-                    &o,
-                    step::TRACK,
-                    None,
-                    Some("eSIM recorded; starting usage tracking"),
-                );
-                recorded.esim_name = Some(esim.name);
-                // Provisioning keeps the credential now; ordering forgets it.
-                recorded.activation_code_enc = None;
-                // Tracking starts at once, and one write stores both steps: a crash in between
-                // repeats CreateEsim, which is idempotent by its request id.
-                let next = self.tracking(recorded).await?;
-                self.write(&o, next).await
-            }
-            // Money is spent upstream: never give up, keep the reason visible.
-            Err(status) => {
-                self.retry(
-                    &o,
-                    step::RECORD_ESIM,
-                    format!("provisioning CreateEsim: {}", status.message()),
-                )
-                .await
-            }
-        }
     }
 
     async fn track(&self, o: order::Model) -> Result<Option<order::Model>> {

@@ -25,6 +25,21 @@ fn valid_id(id: &str) -> bool {
     id.len() == 26 && id.bytes().all(|b| CROCKFORD.contains(&b))
 }
 
+/// A caller's id for a new resource (`esim_id`), lower-cased; `None` when empty (we pick one).
+pub fn parse_new_id(field: &str, id: &str) -> Result<Option<String>> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let id = id.to_ascii_lowercase();
+    if !valid_id(&id) {
+        return Err(ProvisioningError::invalid(
+            field,
+            "must be 26 characters of Crockford base 32 (a ULID)",
+        ));
+    }
+    Ok(Some(id))
+}
+
 /// The id in `esims/{id}`.
 pub fn parse_esim_name(field: &str, name: &str) -> Result<String> {
     let id = name

@@ -155,8 +155,9 @@ impl Provisioning {
             provider == "MP",
         )?;
         let fms_order_no = reference("esim.fms_order_no", &esim_in.fms_order_no, provider == "FMS")?;
+        let chosen_id = ids::parse_new_id("esim_id", &req.esim_id)?;
 
-        let hash = ids::hash(&[
+        let mut hashed = vec![
             "CreateEsim",
             &esim_in.order,
             provider,
@@ -165,7 +166,10 @@ impl Provisioning {
             order_code.as_deref().unwrap_or(""),
             fms_order_no.as_deref().unwrap_or(""),
             code.expose(),
-        ]);
+        ];
+        // Only when given, so requests stored before the field existed replay as before.
+        hashed.extend(chosen_id.as_deref());
+        let hash = ids::hash(&hashed);
         let db = &self.inner.db;
         let replay = |row: esim::Model| {
             if row.request_hash == hash {
@@ -180,7 +184,7 @@ impl Provisioning {
         // Inserted first (one statement for a new eSIM): a replay conflicts on its request id
         // and is answered from the stored row below.
         let now = store::now();
-        let id = ids::new_id();
+        let id = chosen_id.clone().unwrap_or_else(ids::new_id);
         let row = esim::Model {
             activation_code_enc: Some(self.inner.cipher.encrypt(&code, &id)?),
             id,
@@ -211,6 +215,14 @@ impl Provisioning {
         }
         if let Some(existing) = store::esim_by_request(db, &req.request_id).await? {
             return replay(existing);
+        }
+        if let Some(id) = &chosen_id
+            && store::esim(db, id).await?.is_some()
+        {
+            return Err(ProvisioningError::AlreadyExists(format!(
+                "{} exists already",
+                ids::esim_name(id)
+            )));
         }
         let other = store::live_esim_of_order(db, &esim_in.order).await?;
         Err(ProvisioningError::AlreadyExists(match other {

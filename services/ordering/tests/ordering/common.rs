@@ -72,7 +72,7 @@ pub struct TestPeers {
 /// The eSIM a recorded CreateEsim request stands for, named after its request id.
 fn recorded_esim(stored: &provisioning::CreateEsimRequest) -> provisioning::Esim {
     provisioning::Esim {
-        name: format!("esims/e-{}", stored.request_id.to_lowercase()),
+        name: format!("esims/{}", stored.esim_id),
         ..stored.esim.clone().unwrap_or_default()
     }
 }

@@ -22,7 +22,24 @@ async fn mp_order_goes_to_active_with_the_esim_recorded() {
         let refs = order.upstream_references.clone().unwrap();
         assert!(!refs.mp_order_code.is_empty(), "{}", h.label);
         assert!(order.iccid.starts_with("89"), "{}", h.label);
-        assert!(order.esim.starts_with("esims/"), "{}", h.label);
+        // The eSIM is named by ordering, so usage tracks it under the name provisioning gave.
+        assert_eq!(
+            order.esim,
+            format!("esims/{}", created.name["orders/".len()..].to_lowercase()),
+            "{}",
+            h.label
+        );
+        let tracked = h
+            .peers
+            .tracked
+            .lock()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .esim
+            .clone();
+        assert_eq!(tracked, order.esim, "{}", h.label);
         assert!(order.activate_time.is_some());
         let snapshot = order.product_snapshot.clone().unwrap();
         assert_eq!(snapshot.product, product.name);

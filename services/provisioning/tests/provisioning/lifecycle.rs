@@ -176,6 +176,7 @@ async fn mp_esims_are_recorded_and_switched_upstream() {
                 ..Default::default()
             }),
             activation_code: code.into(),
+            esim_id: String::new(),
         };
         let code = order.activation_code.expose().to_owned();
 
@@ -184,6 +185,8 @@ async fn mp_esims_are_recorded_and_switched_upstream() {
         bad_iccid.esim.as_mut().unwrap().iccid = "8943108169999589680".into();
         let mut bad_provider = request("c-bad", "orders/mp-1", &code);
         bad_provider.esim.as_mut().unwrap().provider = Provider::Sft as i32;
+        let mut bad_id = request("c-bad", "orders/mp-1", &code);
+        bad_id.esim_id = "01arz3ndektsv4rrffq69g5fa".into();
         for (req, field) in [
             (
                 request("c-bad", "orders/mp-1", "LPA:2$smdp.example.com$X"),
@@ -194,6 +197,7 @@ async fn mp_esims_are_recorded_and_switched_upstream() {
             (request("bad id!", "orders/mp-1", &code), "request_id"),
             (bad_iccid, "esim.iccid"),
             (bad_provider, "esim.provider"),
+            (bad_id, "esim_id"),
         ] {
             let status = client.create_esim(req).await.unwrap_err();
             assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
@@ -227,6 +231,22 @@ async fn mp_esims_are_recorded_and_switched_upstream() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::AlreadyExists);
+
+        // An id chosen by the caller (any case) names the eSIM; a replay returns it, and another
+        // eSIM cannot take the id.
+        let mut named = request("c-named", "orders/mp-named", &code);
+        named.esim_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV".into();
+        let chosen = client.create_esim(named.clone()).await.unwrap().into_inner();
+        assert_eq!(chosen.name, "esims/01arz3ndektsv4rrffq69g5fav", "{}", h.label);
+        assert_eq!(client.create_esim(named).await.unwrap().into_inner(), chosen);
+        let mut taken = request("c-taken", "orders/mp-other", &code);
+        taken.esim_id = "01arz3ndektsv4rrffq69g5fav".into();
+        let status = client.create_esim(taken).await.unwrap_err();
+        assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+        assert!(
+            status.message().contains("esims/01arz3ndektsv4rrffq69g5fav"),
+            "{status:?}"
+        );
 
         let status_of = |h: &Harness| h.sandbox.mp_order_status(&order.order_code);
         assert_eq!(status_of(&h).as_deref(), Some("0"));
