@@ -124,13 +124,14 @@ pub mod step {
     pub const SFT_PROVISION: &str = "SFT_PROVISION";
     /// SFT: the provisioning call is under way (repeatable: idempotent by request id).
     pub const SFT_PROVISIONING: &str = "SFT_PROVISIONING";
-    /// MP/FMS: provisioning records the eSIM (`CreateEsim`), then usage starts tracking it; one
-    /// write stores both (a crash in between repeats the idempotent `CreateEsim`). For MP,
-    /// `CreateEsim` is first sent as MP answers, before the order stores the answer; the order
-    /// is stored on this step only when that call failed.
+    /// MP/FMS: provisioning records the eSIM (`CreateEsim`) while usage starts tracking it
+    /// (ordering names the eSIM); one write stores both outcomes (a crash before it repeats
+    /// both calls, each idempotent by its request id). For MP, both are first sent as MP
+    /// answers, before the order stores the answer; the order is stored on this step only when
+    /// `CreateEsim` failed.
     pub const RECORD_ESIM: &str = "RECORD_ESIM";
     /// Usage starts tracking the eSIM: after SFT provisioning, or again when usage could not be
-    /// reached right after `RECORD_ESIM`.
+    /// reached beside `CreateEsim`.
     pub const TRACK: &str = "TRACK";
     /// Nothing left for the saga.
     pub const DONE: &str = "DONE";

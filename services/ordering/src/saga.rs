@@ -10,11 +10,11 @@
 //! the FMS payment notification) are preceded by a marker step (`*_PLACING`, `SENDING`): finding
 //! the marker after a restart means the call may have happened, and the order is resolved
 //! without sending it again — MP: carried on from the eSIM provisioning recorded from MP's
-//! answer (MP's answer goes to provisioning first; the order stores it once tracking has
-//! started too, in one write, or at once, sealed, when provisioning cannot take it), else
-//! UNKNOWN_OUTCOME for an operator (MP cannot be queried by our request id); FMS pre-order:
-//! FAILED (an unpaid reservation lapses by itself, nothing is charged); FMS notification:
-//! resolved by `queryOrdStatusAndEmail`.
+//! answer (MP's answer goes to provisioning first, with usage tracking started beside it; the
+//! order stores it with both outcomes in one write, sealed when provisioning could not take
+//! it), else UNKNOWN_OUTCOME for an operator (MP cannot be queried by our request id); FMS
+//! pre-order: FAILED (an unpaid reservation lapses by itself, nothing is charged); FMS
+//! notification: resolved by `queryOrdStatusAndEmail`.
 //! Peer calls (provisioning, usage) are idempotent by request ids derived from the order and
 //! are retried with backoff until they succeed.
 //! A step's outcome the database cannot take right now (a restart, a failover) is written
