@@ -590,15 +590,14 @@ impl Saga {
         };
         match self.mp.activation_code(&request, &o.id).await {
             Ok(created) => {
-                let mut placed = o.clone();
-                placed.iccid = Some(created.iccid.to_string());
-                placed.mp_order_code = Some(created.order_code.clone());
-                let placed = Self::advanced(
-                    &placed,
+                let mut placed = Self::advanced(
+                    &o,
                     step::RECORD_ESIM,
                     Some(State::Provisioning),
                     Some("placed at MP; recording the eSIM"),
                 );
+                placed.iccid = Some(created.iccid.to_string());
+                placed.mp_order_code = Some(created.order_code.clone());
                 // Provisioning holds MP's answer once `CreateEsim` succeeds, where a resumed
                 // order finds it (`mp_resume`): the order stores the answer with the outcome of
                 // both calls, in one write for the whole purchase.

@@ -391,7 +391,7 @@ impl Store {
             reason: reason.to_owned(),
             create_time: now,
         };
-        let mut events = match via {
+        let events = match via {
             Some((via, reason)) => vec![
                 event(&old.state, via.as_str(), reason),
                 event(via.as_str(), &new.state, &new.state_reason),
@@ -421,7 +421,7 @@ impl Store {
         if appended.is_empty() {
             return Ok(None);
         }
-        for (mut event, sequence) in events.drain(..).zip(appended) {
+        for (mut event, sequence) in events.into_iter().zip(appended) {
             event.sequence = sequence;
             self.publish(event, &new);
         }
